@@ -1,0 +1,61 @@
+# Finds every dependency of dtrain and defines the helpers the folders share.
+
+find_package(Torch REQUIRED)
+find_package(MPI REQUIRED COMPONENTS CXX)
+# Parallel HDF5 (MPI-IO reads): must be preferred before the search, and the choice is cached per build folder.
+set(HDF5_PREFER_PARALLEL TRUE)
+find_package(HDF5 REQUIRED COMPONENTS C)
+if(NOT HDF5_IS_PARALLEL)
+  message(FATAL_ERROR "dtrain needs parallel HDF5 (Debian: libhdf5-openmpi-dev); found a serial one: ${HDF5_C_LIBRARIES}")
+endif()
+find_package(Boost 1.71 REQUIRED COMPONENTS program_options)
+find_package(GTest REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(Threads REQUIRED)
+
+# The NCCL backend needs only the CUDA runtime and NCCL itself (raw device pointers), not a CUDA build of LibTorch.
+find_package(CUDAToolkit QUIET)
+find_path(DTRAIN_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_HOME}/include /usr/local/cuda/include)
+find_library(DTRAIN_NCCL_LIBRARY nccl HINTS $ENV{NCCL_HOME}/lib $ENV{NCCL_HOME}/lib64 /usr/local/cuda/lib
+             /usr/local/cuda/lib64)
+set(_nccl_found OFF)
+if(CUDAToolkit_FOUND AND DTRAIN_NCCL_INCLUDE_DIR AND DTRAIN_NCCL_LIBRARY)
+  set(_nccl_found ON)
+endif()
+option(DTRAIN_WITH_NCCL "Build the NCCL backend (on by default when CUDA and NCCL are found)" ${_nccl_found})
+if(DTRAIN_WITH_NCCL)
+  if(NOT _nccl_found)
+    message(FATAL_ERROR "DTRAIN_WITH_NCCL=ON but the CUDA toolkit or NCCL was not found (set NCCL_HOME or CUDAToolkit_ROOT)")
+  endif()
+  add_library(dtrain::nccl UNKNOWN IMPORTED)
+  set_target_properties(dtrain::nccl PROPERTIES IMPORTED_LOCATION ${DTRAIN_NCCL_LIBRARY}
+                                                INTERFACE_INCLUDE_DIRECTORIES ${DTRAIN_NCCL_INCLUDE_DIR})
+endif()
+
+# Flags that make Open MPI's mpirun work in CI containers and on 2 cores: root allowed, more ranks than cores,
+# ranks not pinned to one core, idle ranks yield instead of spinning, and no UCX/openib probing.
+set(DTRAIN_MPIEXEC_FLAGS --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 --mca pml ob1
+    --mca btl self,vader,tcp CACHE STRING "Flags ctest passes to mpiexec")
+
+# One precompiled header for LibTorch, built once and reused by every target that compiles torch-heavy code.
+# Files that only need tensors include <ATen/core/Tensor.h> and opt out with SKIP_PRECOMPILE_HEADERS.
+# A PCH only fits code compiled with the same code-model flags, so libraries (-fPIC) and executables (-fPIE) get one
+# each; the executables' one is built only if an executable asks for it.
+add_library(dtrain_torch_pch OBJECT ${CMAKE_CURRENT_LIST_DIR}/torch_pch.cpp)
+target_link_libraries(dtrain_torch_pch PRIVATE ${TORCH_LIBRARIES})
+target_precompile_headers(dtrain_torch_pch PRIVATE <torch/torch.h>)
+add_library(dtrain_torch_pch_exe OBJECT EXCLUDE_FROM_ALL ${CMAKE_CURRENT_LIST_DIR}/torch_pch.cpp)
+set_target_properties(dtrain_torch_pch_exe PROPERTIES POSITION_INDEPENDENT_CODE OFF)
+target_compile_options(dtrain_torch_pch_exe PRIVATE -fPIE)
+target_link_libraries(dtrain_torch_pch_exe PRIVATE ${TORCH_LIBRARIES})
+target_precompile_headers(dtrain_torch_pch_exe PRIVATE <torch/torch.h>)
+function(dtrain_use_torch_pch target)
+  get_target_property(_type ${target} TYPE)
+  if(_type STREQUAL "EXECUTABLE")
+    target_precompile_headers(${target} REUSE_FROM dtrain_torch_pch_exe)
+  else()
+    target_precompile_headers(${target} REUSE_FROM dtrain_torch_pch)
+  endif()
+endfunction()

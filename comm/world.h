@@ -1,0 +1,23 @@
+#pragma once
+// The one call a program makes to get its world communicator, whatever the backend.
+
+#include <memory>
+#include <string>
+
+#include "comm/communicator.h"
+#include "comm/topology.h"
+
+namespace dtrain::comm {
+
+// Collective over MPI_COMM_WORLD. kMpi: a CPU communicator. kNccl: a NCCL communicator on CUDA device
+// topology.local_rank (an error if this node has fewer devices than ranks, or if dtrain was built without NCCL).
+std::unique_ptr<Communicator> make_world_communicator(Backend backend, const Topology& topology,
+                                                      CommOptions options = {});
+
+// The device a rank of `backend` uses: "cpu" or "cuda:<local rank>".
+std::string device_label(Backend backend, const Topology& topology);
+
+// Parses "mpi" or "nccl"; throws CommError naming the accepted values otherwise.
+Backend parse_backend(const std::string& name);
+
+}  // namespace dtrain::comm
