@@ -19,9 +19,12 @@ using Fingerprint = std::array<std::int64_t, kFields>;
 
 Fingerprint fingerprint_of(const OpInfo& info) {
   const bool reduces = info.type == OpType::kAllreduce || info.type == OpType::kReduceScatter;
-  return {static_cast<std::int64_t>(info.type),  static_cast<std::int64_t>(info.seq),
-          static_cast<std::int64_t>(info.dtype), static_cast<std::int64_t>(info.count),
-          reduces ? static_cast<std::int64_t>(info.op) : -1, info.type == OpType::kBroadcast ? info.peer : -1};
+  return {static_cast<std::int64_t>(info.type),
+          static_cast<std::int64_t>(info.seq),
+          static_cast<std::int64_t>(info.dtype),
+          static_cast<std::int64_t>(info.count),
+          reduces ? static_cast<std::int64_t>(info.op) : -1,
+          info.type == OpType::kBroadcast ? info.peer : -1};
 }
 
 OpInfo info_of(const Fingerprint& f) {
@@ -58,18 +61,17 @@ void verify_same_call(MPI_Comm comm, const OpInfo& info, const std::string& wher
     bounds[i] = mine[i];
     bounds[kFields + i] = -mine[i];
   }
-  const std::string context = fmt::format("verifying {} on {}", info.describe(), where);
-  DTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, bounds.data(), 2 * kFields, MPI_INT64_T, MPI_MIN, comm), context);
+  auto context = [&] { return fmt::format("verifying {} on {}", info.describe(), where); };
+  DTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, bounds.data(), 2 * kFields, MPI_INT64_T, MPI_MIN, comm), context());
   bool same = true;
   for (int i = 0; i < kFields; ++i) same = same && bounds[i] == -bounds[kFields + i];
   if (same) return;
 
   // Every rank saw the mismatch, so every rank takes part in this gather and reports the same message.
   int size = 0;
-  DTRAIN_MPI_CHECK(MPI_Comm_size(comm, &size), context);
+  DTRAIN_MPI_CHECK(MPI_Comm_size(comm, &size), context());
   std::vector<Fingerprint> all(static_cast<std::size_t>(size));
-  DTRAIN_MPI_CHECK(MPI_Allgather(mine.data(), kFields, MPI_INT64_T, all.data(), kFields, MPI_INT64_T, comm),
-                   context);
+  DTRAIN_MPI_CHECK(MPI_Allgather(mine.data(), kFields, MPI_INT64_T, all.data(), kFields, MPI_INT64_T, comm), context());
   std::map<Fingerprint, std::vector<int>> ranks_by_call;
   for (int r = 0; r < size; ++r) ranks_by_call[all[static_cast<std::size_t>(r)]].push_back(r);
   std::vector<std::pair<int, std::string>> parts;  // ordered by the first rank of each group

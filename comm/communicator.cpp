@@ -17,7 +17,9 @@ bool overlaps(const Buffer& a, const Buffer& b) {
 
 }  // namespace
 
-const char* to_string(Backend backend) { return backend == Backend::kMpi ? "mpi" : "nccl"; }
+const char* to_string(Backend backend) {
+  return backend == Backend::kMpi ? "mpi" : "nccl";
+}
 
 Communicator::Communicator(int rank, int size, CommOptions options)
     : rank_(rank), size_(size), options_(std::move(options)) {}
@@ -48,20 +50,19 @@ OpInfo Communicator::next_p2p(OpType type, const Buffer& buffer, int peer, int t
 
 void Communicator::check_buffer(const Buffer& buffer, const OpInfo& info, const char* role) const {
   if (buffer.count > 0 && buffer.data == nullptr) {
-    throw CommError(fmt::format("{} on {}: {} is null but holds {} elements", info.describe(), where(), role,
-                                buffer.count));
+    throw CommError(
+        fmt::format("{} on {}: {} is null but holds {} elements", info.describe(), where(), role, buffer.count));
   }
   if (buffer.device != device()) {
     throw CommError(fmt::format("{} on {}: {} is in {} memory but the {} backend needs {} memory", info.describe(),
-                                where(), role, to_string(buffer.device), to_string(backend()),
-                                to_string(device())));
+                                where(), role, to_string(buffer.device), to_string(backend()), to_string(device())));
   }
 }
 
 void Communicator::check_rank(int peer, const OpInfo& info, const char* role) const {
   if (peer < 0 || peer >= size_) {
-    throw CommError(fmt::format("{} on {}: {} {} is not a rank of this communicator (0..{})", info.describe(),
-                                where(), role, peer, size_ - 1));
+    throw CommError(fmt::format("{} on {}: {} {} is not a rank of this communicator (0..{})", info.describe(), where(),
+                                role, peer, size_ - 1));
   }
 }
 
@@ -72,8 +73,8 @@ WorkPtr Communicator::allreduce(const Buffer& buffer, ReduceOp op) {
   info.op = op;
   check_buffer(buffer, info, "buffer");
   if (op == ReduceOp::kAvg && !is_floating_point(buffer.dtype)) {
-    throw CommError(fmt::format("{} on {}: avg needs a floating-point dtype (use sum for integers)", info.describe(),
-                                where()));
+    throw CommError(
+        fmt::format("{} on {}: avg needs a floating-point dtype (use sum for integers)", info.describe(), where()));
   }
   return do_allreduce(buffer, info);
 }
@@ -102,11 +103,10 @@ WorkPtr Communicator::allgather(const Buffer& output, const Buffer& input) {
     throw CommError(fmt::format("{} on {}: output has {} elements, expected {} ranks x {} = {}", info.describe(),
                                 where(), output.count, size_, input.count, input.count * size_));
   }
-  const bool in_place =
-      input.data == static_cast<char*>(output.data) + static_cast<std::size_t>(rank_) * input.bytes();
+  const bool in_place = input.data == static_cast<char*>(output.data) + static_cast<std::size_t>(rank_) * input.bytes();
   if (!in_place && overlaps(input, output)) {
-    throw CommError(fmt::format("{} on {}: input overlaps output but is not this rank's slice of it",
-                                info.describe(), where()));
+    throw CommError(
+        fmt::format("{} on {}: input overlaps output but is not this rank's slice of it", info.describe(), where()));
   }
   return do_allgather(output, input, info);
 }
@@ -130,8 +130,8 @@ WorkPtr Communicator::reduce_scatter(const Buffer& output, const Buffer& input, 
     throw CommError(fmt::format("{} on {}: input and output overlap", info.describe(), where()));
   }
   if (op == ReduceOp::kAvg && !is_floating_point(output.dtype)) {
-    throw CommError(fmt::format("{} on {}: avg needs a floating-point dtype (use sum for integers)", info.describe(),
-                                where()));
+    throw CommError(
+        fmt::format("{} on {}: avg needs a floating-point dtype (use sum for integers)", info.describe(), where()));
   }
   return do_reduce_scatter(output, input, info);
 }
@@ -179,9 +179,13 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   return do_split(color, key, std::move(options), info);
 }
 
-WorkPtr Communicator::allreduce(const at::Tensor& tensor, ReduceOp op) { return allreduce(as_buffer(tensor), op); }
+WorkPtr Communicator::allreduce(const at::Tensor& tensor, ReduceOp op) {
+  return allreduce(as_buffer(tensor), op);
+}
 
-WorkPtr Communicator::broadcast(const at::Tensor& tensor, int root) { return broadcast(as_buffer(tensor), root); }
+WorkPtr Communicator::broadcast(const at::Tensor& tensor, int root) {
+  return broadcast(as_buffer(tensor), root);
+}
 
 WorkPtr Communicator::allgather(const at::Tensor& output, const at::Tensor& input) {
   return allgather(as_buffer(output, "output"), as_buffer(input, "input"));
@@ -191,8 +195,12 @@ WorkPtr Communicator::reduce_scatter(const at::Tensor& output, const at::Tensor&
   return reduce_scatter(as_buffer(output, "output"), as_buffer(input, "input"), op);
 }
 
-WorkPtr Communicator::send(const at::Tensor& tensor, int dst, int tag) { return send(as_buffer(tensor), dst, tag); }
+WorkPtr Communicator::send(const at::Tensor& tensor, int dst, int tag) {
+  return send(as_buffer(tensor), dst, tag);
+}
 
-WorkPtr Communicator::recv(const at::Tensor& tensor, int src, int tag) { return recv(as_buffer(tensor), src, tag); }
+WorkPtr Communicator::recv(const at::Tensor& tensor, int src, int tag) {
+  return recv(as_buffer(tensor), src, tag);
+}
 
 }  // namespace dtrain::comm

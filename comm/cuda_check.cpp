@@ -23,9 +23,8 @@ void throw_cuda_error(cudaError_t code, const char* call, const std::string& con
 }
 
 void throw_nccl_error(ncclResult_t code, const char* call, const std::string& context) {
-  throw CommError(fmt::format("{}: {} failed: {} (NCCL {}.{}.{}; set NCCL_DEBUG=WARN for NCCL's own account)",
-                              context, function_name(call), ncclGetErrorString(code), NCCL_MAJOR, NCCL_MINOR,
-                              NCCL_PATCH));
+  throw CommError(fmt::format("{}: {} failed: {} (NCCL {}.{}.{}; set NCCL_DEBUG=WARN for NCCL's own account)", context,
+                              function_name(call), ncclGetErrorString(code), NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH));
 }
 
 }  // namespace dtrain::comm

@@ -15,10 +15,10 @@ namespace dtrain::comm {
 }  // namespace dtrain::comm
 
 // `context` is any expression convertible to std::string; it is evaluated only when the call fails.
-#define DTRAIN_MPI_CHECK(call, context)                                 \
-  do {                                                                  \
-    const int dtrain_mpi_rc_ = (call);                                  \
-    if (dtrain_mpi_rc_ != MPI_SUCCESS) {                                \
+#define DTRAIN_MPI_CHECK(call, context)                                  \
+  do {                                                                   \
+    const int dtrain_mpi_rc_ = (call);                                   \
+    if (dtrain_mpi_rc_ != MPI_SUCCESS) {                                 \
       ::dtrain::comm::throw_mpi_error(dtrain_mpi_rc_, #call, (context)); \
-    }                                                                   \
+    }                                                                    \
   } while (0)

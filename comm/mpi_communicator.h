@@ -15,6 +15,7 @@
 namespace dtrain::comm {
 
 class MpiWork;
+struct OpContext;
 
 class MpiCommunicator final : public Communicator {
  public:
@@ -44,8 +45,8 @@ class MpiCommunicator final : public Communicator {
   static std::unique_ptr<MpiCommunicator> adopt(MPI_Comm comm, CommOptions options);
   MpiCommunicator(MPI_Comm comm, int rank, int size, int max_tag, CommOptions options);
   std::shared_ptr<MpiWork> new_work(const OpInfo& info);
-  // Queues `body` (given the MPI communicator and a description for errors) after the cross-rank call check.
-  WorkPtr enqueue_collective(const OpInfo& info, std::function<void(MPI_Comm, const std::string&)> body);
+  // Queues `body` after the cross-rank call check; `body` gets the MPI communicator and what names the op in errors.
+  WorkPtr enqueue_collective(const OpInfo& info, std::function<void(MPI_Comm, const OpContext&)> body);
 
   std::shared_ptr<Engine> engine_;
   int max_tag_ = 32767;

@@ -75,13 +75,20 @@ void divide_as(void* data, std::size_t count, int divisor) {
 
 MPI_Datatype mpi_datatype(DataType dtype) {
   switch (dtype) {
-    case DataType::kFloat32: return MPI_FLOAT;
-    case DataType::kFloat64: return MPI_DOUBLE;
-    case DataType::kBFloat16: return half_types().bf16;
-    case DataType::kFloat16: return half_types().fp16;
-    case DataType::kInt32: return MPI_INT32_T;
-    case DataType::kInt64: return MPI_INT64_T;
-    case DataType::kUInt8: return MPI_UINT8_T;
+    case DataType::kFloat32:
+      return MPI_FLOAT;
+    case DataType::kFloat64:
+      return MPI_DOUBLE;
+    case DataType::kBFloat16:
+      return half_types().bf16;
+    case DataType::kFloat16:
+      return half_types().fp16;
+    case DataType::kInt32:
+      return MPI_INT32_T;
+    case DataType::kInt64:
+      return MPI_INT64_T;
+    case DataType::kUInt8:
+      return MPI_UINT8_T;
   }
   return MPI_DATATYPE_NULL;
 }
@@ -90,9 +97,12 @@ MPI_Op mpi_reduce_op(ReduceOp op, DataType dtype) {
   const bool half = dtype == DataType::kBFloat16 || dtype == DataType::kFloat16;
   switch (op) {
     case ReduceOp::kSum:
-    case ReduceOp::kAvg: return half ? half_types().sum : MPI_SUM;
-    case ReduceOp::kMax: return half ? half_types().max : MPI_MAX;
-    case ReduceOp::kMin: return half ? half_types().min : MPI_MIN;
+    case ReduceOp::kAvg:
+      return half ? half_types().sum : MPI_SUM;
+    case ReduceOp::kMax:
+      return half ? half_types().max : MPI_MAX;
+    case ReduceOp::kMin:
+      return half ? half_types().min : MPI_MIN;
   }
   return MPI_OP_NULL;
 }
@@ -109,9 +119,14 @@ void divide_in_place(const Buffer& buffer, int divisor) {
       for (std::size_t i = 0; i < buffer.count; ++i) values[i] /= static_cast<double>(divisor);
       break;
     }
-    case DataType::kBFloat16: divide_as<c10::BFloat16>(buffer.data, buffer.count, divisor); break;
-    case DataType::kFloat16: divide_as<c10::Half>(buffer.data, buffer.count, divisor); break;
-    default: break;  // rejected when the op is issued (Communicator::allreduce)
+    case DataType::kBFloat16:
+      divide_as<c10::BFloat16>(buffer.data, buffer.count, divisor);
+      break;
+    case DataType::kFloat16:
+      divide_as<c10::Half>(buffer.data, buffer.count, divisor);
+      break;
+    default:
+      break;  // rejected when the op is issued (Communicator::allreduce)
   }
 }
 

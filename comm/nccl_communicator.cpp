@@ -21,23 +21,34 @@ constexpr auto kPollInterval = std::chrono::microseconds(20);
 
 ncclDataType_t nccl_datatype(DataType dtype) {
   switch (dtype) {
-    case DataType::kFloat32: return ncclFloat32;
-    case DataType::kFloat64: return ncclFloat64;
-    case DataType::kBFloat16: return ncclBfloat16;
-    case DataType::kFloat16: return ncclFloat16;
-    case DataType::kInt32: return ncclInt32;
-    case DataType::kInt64: return ncclInt64;
-    case DataType::kUInt8: return ncclUint8;
+    case DataType::kFloat32:
+      return ncclFloat32;
+    case DataType::kFloat64:
+      return ncclFloat64;
+    case DataType::kBFloat16:
+      return ncclBfloat16;
+    case DataType::kFloat16:
+      return ncclFloat16;
+    case DataType::kInt32:
+      return ncclInt32;
+    case DataType::kInt64:
+      return ncclInt64;
+    case DataType::kUInt8:
+      return ncclUint8;
   }
   return ncclFloat32;
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return ncclSum;
-    case ReduceOp::kAvg: return ncclAvg;
-    case ReduceOp::kMax: return ncclMax;
-    case ReduceOp::kMin: return ncclMin;
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kAvg:
+      return ncclAvg;
+    case ReduceOp::kMax:
+      return ncclMax;
+    case ReduceOp::kMin:
+      return ncclMin;
   }
   return ncclSum;
 }
@@ -96,8 +107,8 @@ class NcclWork final : public Work {
     const cudaError_t query = cudaEventQuery(done_);
     if (query == cudaSuccess) return WorkStatus::kSucceeded;
     if (query == cudaErrorNotReady) return WorkStatus::kPending;
-    error_ = fmt::format("{} on {}: cudaEventQuery failed: {}", info().describe(), state_->where,
-                         cudaGetErrorString(query));
+    error_ =
+        fmt::format("{} on {}: cudaEventQuery failed: {}", info().describe(), state_->where, cudaGetErrorString(query));
     return WorkStatus::kFailed;
   }
 
@@ -116,16 +127,17 @@ class NcclWork final : public Work {
     const std::string message =
         fmt::format("{} on {} did not finish within {} ms", info().describe(), state_->where, timeout.count());
     state_->abort(message);
-    throw CommTimeout(message + " (a peer rank may have died, hung or skipped this call); the NCCL communicator is "
-                                "aborted");
+    throw CommTimeout(message +
+                      " (a peer rank may have died, hung or skipped this call); the NCCL communicator is "
+                      "aborted");
   }
 
  private:
   bool failed() {
     if (!error_.empty()) return true;
     if (state_->aborted) {
-      error_ = fmt::format("{} on {}: the communicator was aborted: {}", info().describe(), state_->where,
-                           state_->reason);
+      error_ =
+          fmt::format("{} on {}: the communicator was aborted: {}", info().describe(), state_->where, state_->reason);
       return true;
     }
     error_ = state_->async_error();
@@ -173,11 +185,21 @@ NcclCommunicator::NcclCommunicator(std::shared_ptr<State> state, int rank, int s
 
 NcclCommunicator::~NcclCommunicator() = default;
 
-int NcclCommunicator::max_tag() const { return INT_MAX; }
-int NcclCommunicator::device_index() const { return state_->device; }
-cudaStream_t NcclCommunicator::stream() const { return state_->stream; }
-void NcclCommunicator::set_input_stream(cudaStream_t stream) { state_->input_stream = stream; }
-void NcclCommunicator::abort(const std::string& reason) { state_->abort(reason); }
+int NcclCommunicator::max_tag() const {
+  return INT_MAX;
+}
+int NcclCommunicator::device_index() const {
+  return state_->device;
+}
+cudaStream_t NcclCommunicator::stream() const {
+  return state_->stream;
+}
+void NcclCommunicator::set_input_stream(cudaStream_t stream) {
+  state_->input_stream = stream;
+}
+void NcclCommunicator::abort(const std::string& reason) {
+  state_->abort(reason);
+}
 
 void NcclCommunicator::check_usable() const {
   if (!state_->aborted) return;
@@ -228,8 +250,8 @@ WorkPtr NcclCommunicator::do_allgather(const Buffer& output, const Buffer& input
 
 WorkPtr NcclCommunicator::do_reduce_scatter(const Buffer& output, const Buffer& input, const OpInfo& info) {
   return launch(info, true, [&](ncclComm_t comm, cudaStream_t stream) {
-    return ncclReduceScatter(input.data, output.data, output.count, nccl_datatype(output.dtype), nccl_op(info.op),
-                             comm, stream);
+    return ncclReduceScatter(input.data, output.data, output.count, nccl_datatype(output.dtype), nccl_op(info.op), comm,
+                             stream);
   });
 }
 
@@ -257,8 +279,7 @@ WorkPtr NcclCommunicator::do_barrier(const OpInfo& info) {
   });
 }
 
-std::unique_ptr<Communicator> NcclCommunicator::do_split(int color, int key, CommOptions options,
-                                                         const OpInfo& info) {
+std::unique_ptr<Communicator> NcclCommunicator::do_split(int color, int key, CommOptions options, const OpInfo& info) {
   const std::string what = info.describe() + " on " + where();
   if (this->options().verify_calls) verify_same_call(state_->control, info, where());
   auto child = std::make_shared<State>();

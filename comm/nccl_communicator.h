@@ -55,7 +55,8 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(std::shared_ptr<State> state, int rank, int size, CommOptions options);
   // Verifies the call across ranks (collectives), orders the communicator stream after the input stream, enqueues
   // `call` and returns a Work that polls an event recorded after it.
-  WorkPtr launch(const OpInfo& info, bool collective, const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& call);
+  WorkPtr launch(const OpInfo& info, bool collective,
+                 const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& call);
 
   std::shared_ptr<State> state_;
 };

@@ -8,17 +8,25 @@ namespace dtrain::comm {
 
 DataType to_data_type(c10::ScalarType type) {
   switch (type) {
-    case c10::ScalarType::Float: return DataType::kFloat32;
-    case c10::ScalarType::Double: return DataType::kFloat64;
-    case c10::ScalarType::BFloat16: return DataType::kBFloat16;
-    case c10::ScalarType::Half: return DataType::kFloat16;
-    case c10::ScalarType::Int: return DataType::kInt32;
-    case c10::ScalarType::Long: return DataType::kInt64;
-    case c10::ScalarType::Byte: return DataType::kUInt8;
+    case c10::ScalarType::Float:
+      return DataType::kFloat32;
+    case c10::ScalarType::Double:
+      return DataType::kFloat64;
+    case c10::ScalarType::BFloat16:
+      return DataType::kBFloat16;
+    case c10::ScalarType::Half:
+      return DataType::kFloat16;
+    case c10::ScalarType::Int:
+      return DataType::kInt32;
+    case c10::ScalarType::Long:
+      return DataType::kInt64;
+    case c10::ScalarType::Byte:
+      return DataType::kUInt8;
     default:
-      throw CommError(fmt::format("tensor dtype {} is not supported by dtrain's communicators (supported: float32, "
-                                  "float64, bfloat16, float16, int32, int64, uint8)",
-                                  c10::toString(type)));
+      throw CommError(
+          fmt::format("tensor dtype {} is not supported by dtrain's communicators (supported: float32, "
+                      "float64, bfloat16, float16, int32, int64, uint8)",
+                      c10::toString(type)));
   }
 }
 
@@ -34,8 +42,8 @@ Buffer as_buffer(const at::Tensor& tensor, const char* role) {
   } else if (tensor.is_cpu()) {
     buffer.device = DeviceKind::kCpu;
   } else {
-    throw CommError(fmt::format("{} is on device {}; only CPU and CUDA tensors can be communicated", role,
-                                tensor.device().str()));
+    throw CommError(
+        fmt::format("{} is on device {}; only CPU and CUDA tensors can be communicated", role, tensor.device().str()));
   }
   buffer.data = tensor.data_ptr();
   buffer.count = static_cast<std::size_t>(tensor.numel());

@@ -69,9 +69,9 @@ std::string format_rank_table(const Topology& topology, const std::string& devic
   std::string table = fmt::format("{:>6}  {:<24}  {:>4}  {:>10}  {:>10}  {}\n", "rank", "host", "node", "local rank",
                                   "local size", "device");
   for (std::size_t r = 0; r < n; ++r) {
-    table += fmt::format("{:>6}  {:<24}  {:>4}  {:>10}  {:>10}  {}\n", r, &all_hosts[r * kNameLength],
-                         all_fields[3 * r + 2], all_fields[3 * r], all_fields[3 * r + 1],
-                         &all_devices[r * kNameLength]);
+    table +=
+        fmt::format("{:>6}  {:<24}  {:>4}  {:>10}  {:>10}  {}\n", r, &all_hosts[r * kNameLength], all_fields[3 * r + 2],
+                    all_fields[3 * r], all_fields[3 * r + 1], &all_devices[r * kNameLength]);
   }
   return table;
 }

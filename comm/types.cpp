@@ -28,42 +28,63 @@ bool is_floating_point(DataType dtype) {
 
 const char* to_string(DataType dtype) {
   switch (dtype) {
-    case DataType::kFloat32: return "float32";
-    case DataType::kFloat64: return "float64";
-    case DataType::kBFloat16: return "bfloat16";
-    case DataType::kFloat16: return "float16";
-    case DataType::kInt32: return "int32";
-    case DataType::kInt64: return "int64";
-    case DataType::kUInt8: return "uint8";
+    case DataType::kFloat32:
+      return "float32";
+    case DataType::kFloat64:
+      return "float64";
+    case DataType::kBFloat16:
+      return "bfloat16";
+    case DataType::kFloat16:
+      return "float16";
+    case DataType::kInt32:
+      return "int32";
+    case DataType::kInt64:
+      return "int64";
+    case DataType::kUInt8:
+      return "uint8";
   }
   return "?";
 }
 
 const char* to_string(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return "sum";
-    case ReduceOp::kAvg: return "avg";
-    case ReduceOp::kMax: return "max";
-    case ReduceOp::kMin: return "min";
+    case ReduceOp::kSum:
+      return "sum";
+    case ReduceOp::kAvg:
+      return "avg";
+    case ReduceOp::kMax:
+      return "max";
+    case ReduceOp::kMin:
+      return "min";
   }
   return "?";
 }
 
 const char* to_string(OpType type) {
   switch (type) {
-    case OpType::kAllreduce: return "allreduce";
-    case OpType::kBroadcast: return "broadcast";
-    case OpType::kAllgather: return "allgather";
-    case OpType::kReduceScatter: return "reduce_scatter";
-    case OpType::kSend: return "send";
-    case OpType::kRecv: return "recv";
-    case OpType::kBarrier: return "barrier";
-    case OpType::kSplit: return "split";
+    case OpType::kAllreduce:
+      return "allreduce";
+    case OpType::kBroadcast:
+      return "broadcast";
+    case OpType::kAllgather:
+      return "allgather";
+    case OpType::kReduceScatter:
+      return "reduce_scatter";
+    case OpType::kSend:
+      return "send";
+    case OpType::kRecv:
+      return "recv";
+    case OpType::kBarrier:
+      return "barrier";
+    case OpType::kSplit:
+      return "split";
   }
   return "?";
 }
 
-const char* to_string(DeviceKind device) { return device == DeviceKind::kCpu ? "cpu" : "cuda"; }
+const char* to_string(DeviceKind device) {
+  return device == DeviceKind::kCpu ? "cpu" : "cuda";
+}
 
 std::string OpInfo::describe() const {
   switch (type) {

@@ -59,10 +59,18 @@ TEST_F(MpiCommunicatorTest, AllreduceEveryOpAndDtypeIsExact) {
         at::Tensor stacked = at::stack(all);
         at::Tensor expected;
         switch (op) {
-          case ReduceOp::kSum: expected = stacked.sum(0); break;
-          case ReduceOp::kAvg: expected = stacked.sum(0) / size_; break;  // sizes 2 and 4: exact in every dtype
-          case ReduceOp::kMax: expected = std::get<0>(stacked.max(0)); break;
-          case ReduceOp::kMin: expected = std::get<0>(stacked.min(0)); break;
+          case ReduceOp::kSum:
+            expected = stacked.sum(0);
+            break;
+          case ReduceOp::kAvg:
+            expected = stacked.sum(0) / size_;
+            break;  // sizes 2 and 4: exact in every dtype
+          case ReduceOp::kMax:
+            expected = std::get<0>(stacked.max(0));
+            break;
+          case ReduceOp::kMin:
+            expected = std::get<0>(stacked.min(0));
+            break;
         }
         at::Tensor tensor = values(rank_, n, type);
         comm_->allreduce(tensor, op)->wait();
@@ -119,10 +127,18 @@ TEST_F(MpiCommunicatorTest, ReduceScatterEveryOpAndDtype) {
       at::Tensor stacked = at::stack(all);
       at::Tensor full;
       switch (op) {
-        case ReduceOp::kSum: full = stacked.sum(0); break;
-        case ReduceOp::kAvg: full = stacked.sum(0) / size_; break;
-        case ReduceOp::kMax: full = std::get<0>(stacked.max(0)); break;
-        case ReduceOp::kMin: full = std::get<0>(stacked.min(0)); break;
+        case ReduceOp::kSum:
+          full = stacked.sum(0);
+          break;
+        case ReduceOp::kAvg:
+          full = stacked.sum(0) / size_;
+          break;
+        case ReduceOp::kMax:
+          full = std::get<0>(stacked.max(0));
+          break;
+        case ReduceOp::kMin:
+          full = std::get<0>(stacked.min(0));
+          break;
       }
       at::Tensor output = at::zeros({chunk}, type);
       comm_->reduce_scatter(output, values(rank_, chunk * size_, type), op)->wait();
@@ -168,8 +184,8 @@ TEST_F(MpiCommunicatorTest, ManyOpsInFlightCompleteInIssueOrder) {
   // Completion is reported in issue order: once the last is done, all earlier ones are too.
   for (const WorkPtr& work : works) EXPECT_EQ(work->status(), WorkStatus::kSucceeded) << work->info().describe();
   for (int i = 0; i < 64; ++i) {
-    const float expected = i % 3 == 2 ? static_cast<float>(i + i % size_)
-                                      : static_cast<float>(i * size_ + size_ * (size_ - 1) / 2);
+    const float expected =
+        i % 3 == 2 ? static_cast<float>(i + i % size_) : static_cast<float>(i * size_ + size_ * (size_ - 1) / 2);
     EXPECT_TRUE(at::equal(tensors[i], at::full({1000 + i}, expected, at::kFloat))) << "op " << i;
     EXPECT_EQ(works[i]->info().seq, static_cast<std::uint64_t>(i));
   }
@@ -296,8 +312,7 @@ TEST_F(MpiCommunicatorTest, TimeoutAbortsTheCommunicatorWithTheOpNamed) {
       work->wait(std::chrono::milliseconds(200));
       FAIL() << "an unmatched receive must time out";
     } catch (const CommTimeout& e) {
-      EXPECT_NE(std::string(e.what()).find("recv #0 (float32 x 4 from rank 1, tag 99)"), std::string::npos)
-          << e.what();
+      EXPECT_NE(std::string(e.what()).find("recv #0 (float32 x 4 from rank 1, tag 99)"), std::string::npos) << e.what();
       EXPECT_NE(std::string(e.what()).find("did not finish within 200 ms"), std::string::npos) << e.what();
     }
     EXPECT_THROW(comm_->barrier(), CommError);
