@@ -25,15 +25,11 @@ std::uint64_t fnv1a(const std::string& text, std::uint64_t hash = 14695981039346
   return hash;
 }
 
-std::string signature_of(const NamedTensor& t) {
-  return fmt::format("{} {} {}", t.name, c10::toString(t.tensor.scalar_type()), t.tensor.sizes());
-}
-
-std::vector<std::string> signatures(const std::vector<NamedTensor>& parameters,
-                                    const std::vector<NamedTensor>& buffers) {
+std::vector<std::string> model_signature(const std::vector<NamedTensor>& parameters,
+                                         const std::vector<NamedTensor>& buffers) {
   std::vector<std::string> out;
-  for (const auto& p : parameters) out.push_back("parameter " + signature_of(p));
-  for (const auto& b : buffers) out.push_back("buffer " + signature_of(b));
+  for (const auto& p : parameters) out.push_back("parameter " + signature(p));
+  for (const auto& b : buffers) out.push_back("buffer " + signature(b));
   return out;
 }
 
@@ -259,7 +255,7 @@ Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> b
   }
 
   // Same model everywhere? Compare one hash; on a difference, find and name it on every rank.
-  const std::vector<std::string> mine = signatures(parameters, buffers);
+  const std::vector<std::string> mine = model_signature(parameters, buffers);
   const std::string my_text = join(mine);
   if (!same_on_all_ranks(comm, static_cast<std::int64_t>(fnv1a(my_text)))) {
     at::Tensor length = at::tensor({static_cast<int64_t>(my_text.size())}, at::kLong);
@@ -386,6 +382,11 @@ double Reducer::gradient_norm() const {
     sum_of_squares += grads.dot(grads).item<double>();
   }
   return std::sqrt(sum_of_squares);
+}
+
+void Reducer::scale_gradients(double factor) {
+  at::NoGradGuard no_grad;
+  for (State::Bucket& bucket : state_->buckets) bucket.flat.narrow(0, 0, bucket.flat.numel() - 1).mul_(factor);
 }
 
 std::vector<std::vector<std::size_t>> Reducer::bucket_plan() const {

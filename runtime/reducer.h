@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "runtime/named_tensor.h"
 
 namespace dtrain::runtime {
 
@@ -47,11 +48,6 @@ struct ReducerOptions {
   bool rebuild_buckets = true;
   // Allreduce the buckets in this dtype (kBFloat16 or kHalf) to halve the traffic; gradients are cast back after.
   std::optional<c10::ScalarType> compression;
-};
-
-struct NamedTensor {
-  std::string name;
-  at::Tensor tensor;
 };
 
 class Reducer {
@@ -86,6 +82,8 @@ class Reducer {
   bool found_non_finite() const;
   // Global L2 norm of the reduced gradients (identical on every rank).
   double gradient_norm() const;
+  // Multiplies every reduced gradient by `factor` (loss-scale unscaling, clipping), one operation per bucket.
+  void scale_gradients(double factor);
 
   // The bucket plan: parameter indices per bucket, in launch order.
   std::vector<std::vector<std::size_t>> bucket_plan() const;

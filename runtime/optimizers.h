@@ -1,0 +1,29 @@
+#pragma once
+// The optimizers dtrain's trainer offers, built from plain options so that a config file can choose them.
+
+#include <torch/optim/optimizer.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dtrain::runtime {
+
+struct OptimizerOptions {
+  std::string kind = "sgd";  // sgd | adam | adamw
+  double lr = 0.01;
+  double momentum = 0.0;  // sgd
+  bool nesterov = false;  // sgd (needs momentum > 0)
+  double weight_decay = 0.0;
+  double beta1 = 0.9;  // adam, adamw
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+// Throws std::invalid_argument naming the offending option.
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& options,
+                                                        const std::vector<at::Tensor>& parameters);
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+
+}  // namespace dtrain::runtime
