@@ -1,0 +1,42 @@
+#pragma once
+// Note [Equal step counts]: what the trainer consumes, one micro-batch at a time. Every rank of a run gets the same
+// number of batches per epoch (the sampler pads or drops to a multiple of the world size), because every batch
+// ends in collectives; a feed that cannot guarantee that must fail instead of letting ranks run out of step.
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dtrain::runtime {
+
+struct Batch {
+  at::Tensor inputs;   // float32, [n, sample shape...]
+  at::Tensor targets;  // int64, [n]
+  at::Tensor valid;    // bool, [n]: false marks evaluation padding, which metrics must not count
+};
+
+class DataFeed {
+ public:
+  virtual ~DataFeed() = default;
+  // Starts `epoch` from its beginning.
+  virtual void start_epoch(std::int64_t epoch) = 0;
+  // The next batch of this rank in this epoch, or nothing at the end of the epoch.
+  virtual std::optional<Batch> next() = 0;
+  // Where the feed stands (epoch and global position), as a string a checkpoint stores; restore() continues from
+  // there exactly, under any world size. restore() throws std::invalid_argument if the state belongs to other data.
+  virtual std::string state() const = 0;
+  virtual void restore(const std::string& state) = 0;
+  virtual std::int64_t epoch() const = 0;
+  // Batches this rank still has to read in the current epoch (the same on every rank).
+  virtual std::int64_t batches_left() const = 0;
+  // Batches per rank in a whole epoch (the same on every rank).
+  virtual std::int64_t batches_per_epoch() const = 0;
+  virtual std::int64_t global_batch_size() const = 0;
+  virtual std::vector<std::int64_t> sample_shape() const = 0;
+  virtual std::int64_t classes() const = 0;
+};
+
+}  // namespace dtrain::runtime

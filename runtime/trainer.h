@@ -1,0 +1,79 @@
+#pragma once
+// The training loop every rank runs: data-parallel steps (forward under autocast, backward with the overlapped
+// gradient allreduce, loss-scale and clipping decisions that every rank takes identically, optimizer step),
+// evaluation each epoch with padded samples excluded, early stopping, checkpoints and resume, metrics and progress.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "comm/communicator.h"
+#include "runtime/data_feed.h"
+#include "runtime/grad_scaler.h"
+#include "runtime/lr_schedule.h"
+#include "runtime/model.h"
+#include "runtime/optimizers.h"
+#include "runtime/reducer.h"
+
+namespace dtrain::runtime {
+
+struct TrainerOptions {
+  std::int64_t epochs = 1;
+  std::int64_t max_steps = 0;    // stop after this many optimizer steps (0: no limit)
+  int accumulation = 1;          // micro-batches per optimizer step
+  double clip_grad_norm = 0;     // global L2 norm across all ranks (0: off)
+  std::string amp = "none";      // none | bf16 | fp16 (autocast dtype; fp16 also scales the loss)
+  bool skip_non_finite = false;  // without loss scaling, a non-finite gradient is an error unless this is set
+  OptimizerOptions optimizer;
+  LrScheduleOptions lr;
+  GradScalerOptions scaler;
+  ReducerOptions reducer;
+  // Early stopping on the evaluation metric: stop after `patience` epochs without an improvement of min_delta.
+  int early_stopping_patience = 0;                 // 0: off
+  std::string early_stopping_metric = "accuracy";  // accuracy | loss
+  double early_stopping_min_delta = 0;
+  std::string checkpoint_dir;         // empty: no checkpoints
+  std::int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end)
+  int keep_checkpoints = 3;
+  std::string resume;             // "", "auto" (latest in checkpoint_dir if any) or a checkpoint path
+  std::string metrics_file;       // JSON lines, written by rank 0
+  std::int64_t log_every = 50;    // steps between progress lines / metric records
+  std::string progress = "auto";  // auto (bar on a terminal, lines otherwise) | bar | lines | none
+  double memory_warn_gb = 0;      // warn when this rank's resident memory passes this (0: off)
+};
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = 0;
+  std::int64_t samples = 0;  // real samples counted, padding excluded
+};
+
+struct TrainResult {
+  std::int64_t steps = 0;
+  std::int64_t epochs_completed = 0;
+  double final_train_loss = 0;
+  EvalResult last_eval;
+  bool stopped_early = false;
+  double seconds = 0;
+  double peak_memory_gb = 0;  // highest resident memory of any rank
+  std::string last_checkpoint;
+};
+
+class Trainer {
+ public:
+  // `eval` may be null (no evaluation). Throws std::invalid_argument naming a bad option.
+  Trainer(TrainerOptions options, TrainableModel& model, DataFeed& train, DataFeed* eval, comm::Communicator& comm);
+  ~Trainer();
+
+  TrainResult run();
+  // Evaluates on the eval feed: every real sample counted once across ranks.
+  EvalResult evaluate();
+
+  Reducer& reducer();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dtrain::runtime
