@@ -14,6 +14,7 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(Threads REQUIRED)
+find_package(ZLIB REQUIRED)
 
 # The NCCL backend needs only the CUDA runtime and NCCL itself (raw device pointers), not a CUDA build of LibTorch.
 find_package(CUDAToolkit QUIET)

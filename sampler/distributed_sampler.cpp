@@ -13,7 +13,7 @@ namespace dtrain::sampler {
 namespace {
 
 // Fingerprint of the options that shape the global order besides dataset_size and seed, which SamplerState names
-// on their own. Not part of the order's specification: it only has to differ when these options differ.
+// on their own. Specified in docs/sampler.md and fixed: changing it would make every older checkpoint unrestorable.
 std::uint64_t layout_of(const SamplerOptions& options) {
   std::uint64_t hash = mix64(options.shuffle ? 1 : 2);
   hash = mix64(hash ^ static_cast<std::uint64_t>(options.window));
@@ -41,7 +41,8 @@ void shard_local_shuffle(const SamplerOptions& options, SplitMix64& rng, std::ve
 
   auto out = order.begin();
   for (const std::int64_t shard : shards) {
-    out = std::generate_n(out, options.shard_sizes[shard], [i = first_index[shard]]() mutable { return i++; });
+    std::iota(out, out + options.shard_sizes[shard], first_index[shard]);
+    out += options.shard_sizes[shard];
   }
   const std::int64_t n = options.dataset_size;
   for (std::int64_t begin = 0; begin < n;) {

@@ -20,7 +20,7 @@ std::uint64_t parse_unsigned(const char* key, const std::string& value, std::uin
   const char* end = value.data() + value.size();
   const auto [ptr, error] = std::from_chars(value.data(), end, parsed);
   // from_chars takes no sign for unsigned types, so "-1" fails here rather than wrapping around.
-  if (value.empty() || error != std::errc() || ptr != end || parsed > max) {
+  if (error != std::errc() || ptr != end || parsed > max) {
     throw std::invalid_argument(
         fmt::format("sampler state field '{}' is not an integer in [0, {}]: '{}' (in '{}')", key, max, value, text));
   }

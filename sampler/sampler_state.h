@@ -22,7 +22,7 @@ struct SamplerState {
   bool operator!=(const SamplerState& other) const { return !(*this == other); }
 };
 
-// "epoch=3 position=1024 dataset_size=60000 seed=42 layout=8571302219427611153"
+// "epoch=3 position=1024 dataset_size=60000 seed=42 layout=8841707400507832957"
 std::string to_string(const SamplerState& state);
 // The inverse of to_string. Throws std::invalid_argument naming the field that is missing, repeated, unknown or not
 // a non-negative integer.

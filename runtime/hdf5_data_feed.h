@@ -1,0 +1,31 @@
+#pragma once
+// The DataFeed of a sharded HDF5 dataset (io/): the distributed sampler decides which samples this rank reads, the
+// prefetcher reads them ahead on its own thread, and batches come out as float32 inputs (uint8 images scaled to
+// [0, 1]) and int64 targets.
+
+#include <memory>
+#include <string>
+
+#include "comm/communicator.h"
+#include "runtime/data_feed.h"
+
+namespace dtrain::runtime {
+
+struct Hdf5FeedOptions {
+  std::int64_t batch_size = 64;  // per rank
+  int prefetch_depth = 4;
+  bool collective = false;  // MPI-IO collective reads instead of independent ones
+  std::uint64_t seed = 0;
+  double fraction = 1.0;  // use the first fraction of the samples (quick validation)
+  std::string inputs = "images";
+  std::string targets = "labels";
+  bool drop_last = false;  // training: drop the tail of the epoch instead of padding it
+};
+
+// Collective over `comm` (its rank and size decide the sampler's share). `evaluation`: every sample once, padding
+// marked invalid, no shuffling. Throws io::DataError naming the file for bad data, std::invalid_argument for bad
+// options.
+std::unique_ptr<DataFeed> make_hdf5_feed(const std::string& folder, const Hdf5FeedOptions& options, bool evaluation,
+                                         comm::Communicator& comm);
+
+}  // namespace dtrain::runtime
