@@ -11,7 +11,8 @@ namespace dtrain::runtime {
 ProgressReporter::ProgressReporter(bool active, const std::string& mode, const std::string& metrics_file,
                                    std::int64_t total_steps)
     : active_(active),
-      bar_(mode == "bar" || (mode == "auto" && ::isatty(STDOUT_FILENO))),
+      // Under mpirun a rank's stdout is a pseudo-terminal even when the output goes to a file; its stderr is not.
+      bar_(mode == "bar" || (mode == "auto" && ::isatty(STDOUT_FILENO) && ::isatty(STDERR_FILENO))),
       quiet_(mode == "none"),
       total_steps_(total_steps),
       start_(std::chrono::steady_clock::now()) {
