@@ -31,7 +31,7 @@ namespace {
 
 struct Options {
   std::string output, fashion_mnist, split = "train", input_hdf5, datasets, text, verify;
-  std::int64_t shards = 0, samples_per_shard = 0, chunk_samples = 1024, limit = 0, sequence_length = 128, classes = 0;
+  std::int64_t shards = 0, samples_per_shard = 0, chunk_samples = 64, limit = 0, sequence_length = 128, classes = 0;
   int gzip = 0;
 };
 
@@ -223,8 +223,9 @@ int main(int argc, char** argv) {
   output.add_options()("output,o", po::value(&o.output), "the dataset folder to write")(
       "shards", po::value(&o.shards)->default_value(o.shards), "number of shards (default 1)")(
       "samples-per-shard", po::value(&o.samples_per_shard)->default_value(o.samples_per_shard),
-      "samples per shard (instead of --shards)")(
-      "chunk-samples", po::value(&o.chunk_samples)->default_value(o.chunk_samples), "HDF5 chunk length in samples")(
+      "samples per shard (instead of --shards)")("chunk-samples",
+                                                 po::value(&o.chunk_samples)->default_value(o.chunk_samples),
+                                                 "HDF5 chunk length in samples (compressed shards)")(
       "gzip", po::value(&o.gzip)->default_value(o.gzip), "deflate level 1-9 (0: uncompressed)")(
       "limit", po::value(&o.limit)->default_value(o.limit), "convert only the first N samples (0: all)")(
       "sequence-length", po::value(&o.sequence_length)->default_value(o.sequence_length),

@@ -27,9 +27,12 @@ void write_dataset(hid_t file, const DatasetSpec& spec, std::int64_t samples, co
   H5Handle space(DTRAIN_H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), context),
                  H5Sclose);
   H5Handle plist(DTRAIN_H5_CHECK(H5Pcreate(H5P_DATASET_CREATE), context), H5Pclose);
-  DTRAIN_H5_CHECK(H5Pset_chunk(plist.get(), static_cast<int>(chunk.size()), chunk.data()), context);
-  if (options.gzip_level > 0)
+  // Uncompressed shards stay contiguous: a training batch reads scattered single samples, and with chunks each one
+  // would pull in its whole chunk. Compression needs chunks; they are kept small for the same reason.
+  if (options.gzip_level > 0) {
+    DTRAIN_H5_CHECK(H5Pset_chunk(plist.get(), static_cast<int>(chunk.size()), chunk.data()), context);
     DTRAIN_H5_CHECK(H5Pset_deflate(plist.get(), static_cast<unsigned>(options.gzip_level)), context);
+  }
   H5Handle dataset(DTRAIN_H5_CHECK(H5Dcreate2(file, spec.name.c_str(), file_type(spec.dtype), space.get(), H5P_DEFAULT,
                                               plist.get(), H5P_DEFAULT),
                                    context),

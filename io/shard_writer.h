@@ -15,8 +15,8 @@ namespace dtrain::io {
 
 struct ShardWriterOptions {
   std::int64_t samples_per_shard = 10000;
-  std::int64_t chunk_samples = 1024;  // HDF5 chunk length along the sample dimension
-  int gzip_level = 0;                 // 0: no compression, 1-9: deflate
+  std::int64_t chunk_samples = 64;  // compressed shards: HDF5 chunk length along the sample dimension
+  int gzip_level = 0;               // 0: no compression (contiguous datasets), 1-9: deflate
 };
 
 // Fills `out` with samples [first, first + count) of dataset `dataset` (an index into the manifest's datasets), in

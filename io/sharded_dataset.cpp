@@ -27,6 +27,7 @@ struct ShardedDataset::State {
   std::vector<std::string> names;               // the datasets opened
   std::vector<std::vector<H5Handle>> datasets;  // [dataset][shard]
   H5Handle transfer;                            // dataset transfer properties (collective or not)
+  H5Handle dataset_access;                      // chunk cache size
 
   std::string path(std::size_t shard) const { return (fs::path(folder) / manifest.shards[shard].file).string(); }
   std::size_t dataset_index(const std::string& name) const;
@@ -125,6 +126,9 @@ ShardedDataset::ShardedDataset(const std::string& folder, const std::vector<std:
       DTRAIN_H5_CHECK(H5Pset_fapl_mpio(access.get(), s.comm, MPI_INFO_NULL), folder);
       DTRAIN_H5_CHECK(H5Pset_dxpl_mpio(s.transfer.get(), H5FD_MPIO_COLLECTIVE), folder);
     }
+    // Compressed shards: room for the chunks that shuffled batches revisit (HDF5's default cache is 1 MiB).
+    s.dataset_access = H5Handle(DTRAIN_H5_CHECK(H5Pcreate(H5P_DATASET_ACCESS), folder), H5Pclose);
+    DTRAIN_H5_CHECK(H5Pset_chunk_cache(s.dataset_access.get(), 12421, std::size_t{32} << 20, 1.0), folder);
     s.datasets.resize(datasets.size());
     for (std::size_t i = 0; i < s.manifest.shards.size(); ++i) {
       const std::string path = s.path(i);
@@ -139,7 +143,7 @@ ShardedDataset::ShardedDataset(const std::string& folder, const std::vector<std:
         if (H5Lexists(file, spec.name.c_str(), H5P_DEFAULT) <= 0) {
           throw DataError(fmt::format("{}: has no dataset '{}' (the manifest lists it)", path, spec.name));
         }
-        H5Handle dataset(DTRAIN_H5_CHECK(H5Dopen2(file, spec.name.c_str(), H5P_DEFAULT),
+        H5Handle dataset(DTRAIN_H5_CHECK(H5Dopen2(file, spec.name.c_str(), s.dataset_access.get()),
                                          fmt::format("{}: opening dataset '{}'", path, spec.name)),
                          H5Dclose);
         s.check(i, spec, dataset.get());
@@ -159,6 +163,7 @@ ShardedDataset::~ShardedDataset() {
   state_->datasets.clear();
   state_->files.clear();
   state_->transfer.reset();
+  state_->dataset_access.reset();
   if (state_->comm != MPI_COMM_NULL) MPI_Comm_free(&state_->comm);
 }
 

@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""dtrain's DistributedDataParallel against PyTorch's (torch.distributed, gloo) on the same model (MLP 784-1024-1024-10),
+initial weights, data and data order, 2 ranks each, one thread per rank, in the same run.
+
+Prints a table of step times (dtrain overlapped, dtrain with the allreduce after backward, one rank with no
+communication, PyTorch DDP) and checks that dtrain's weights after --steps SGD steps equal PyTorch's within 1e-5.
+Exit status 1 if they do not. usage: pytorch_ddp_peer.py --bench build/bench/ddp_step_bench [--steps 20]
+"""
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train(rank, world, port, initial, x, y, steps, warmup, batch, results):
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    import time
+
+    for name, warm, timed in (("compared", 0, steps), ("timed", warmup, steps)):
+        model = mlp()
+        with torch.no_grad():
+            for p, w in zip(model.parameters(), initial):
+                p.copy_(w)
+        ddp = nn.parallel.DistributedDataParallel(model)
+        optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+        global_batch = batch * world
+        seconds = 0.0
+        for s in range(warm + timed):
+            dist.barrier()
+            start = time.perf_counter()
+            row = (s % (x.shape[0] // global_batch)) * global_batch + rank * batch
+            optimizer.zero_grad()
+            F.cross_entropy(ddp(x[row:row + batch]), y[row:row + batch]).backward()
+            optimizer.step()
+            if s >= warm:
+                seconds += time.perf_counter() - start
+        if rank == 0:
+            if name == "compared":
+                results["weights"] = [p.detach().clone() for p in model.parameters()]
+            else:
+                results["step_ms"] = 1e3 * seconds / timed
+    dist.destroy_process_group()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bench", required=True, help="path of dtrain's ddp_step_bench")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args()
+
+    scratch = tempfile.mkdtemp(prefix="dtrain-peer-")
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(64 * 2 * 8, 784)
+        y = torch.randint(0, 10, (x.shape[0],))
+        initial = [p.detach().clone() for p in mlp().parameters()]
+        inputs = os.path.join(scratch, "inputs.pt")
+        torch.save([x, y] + initial, inputs)
+
+        outputs = os.path.join(scratch, "dtrain-final.pt")
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        run = subprocess.run(["mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl",
+                              "self,vader,tcp", "-np", "2", args.bench, "--input", inputs, "--output", outputs,
+                              "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch)],
+                             env=env, capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit("ddp_step_bench failed:\n" + run.stdout + run.stderr)
+        dtrain = {k: float(v) for k, v in re.findall(r"^(\w+_step_ms) ([0-9.]+)$", run.stdout, re.M)}
+
+        with mp.Manager() as manager:
+            results = manager.dict()
+            mp.spawn(train, args=(2, free_port(), initial, x, y, args.steps, args.warmup, args.batch, results),
+                     nprocs=2)
+            torch_weights, torch_ms = results["weights"], results["step_ms"]
+
+        dtrain_weights = torch.load(outputs)
+        difference = max((a - b).abs().max().item() for a, b in zip(dtrain_weights, torch_weights))
+        rows = [("dtrain DDP, overlapped (2 ranks)", dtrain["dtrain_step_ms"]),
+                ("dtrain, allreduce after backward (2 ranks)", dtrain["after_backward_step_ms"]),
+                ("dtrain ranks without communication", dtrain["local_step_ms"]),
+                ("PyTorch DDP, gloo (2 ranks)", torch_ms)]
+        print(f"MLP 784-1024-1024-10, batch {args.batch} per rank, SGD, 1 thread per rank, {args.steps} timed steps")
+        print(f"{'':44} {'step ms':>9} {'vs PyTorch':>11} {'vs no comm':>11}")
+        for name, ms in rows:
+            print(f"{name:44} {ms:9.2f} {ms / torch_ms:11.3f} {ms / dtrain['local_step_ms']:11.3f}")
+        print(f"weights after {args.steps} steps: max |dtrain - PyTorch| = {difference:.3g} (must be <= 1e-5)")
+        sys.exit(0 if difference <= 1e-5 else 1)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
