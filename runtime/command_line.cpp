@@ -5,7 +5,7 @@
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
+#include <sstream>
 #include <stdexcept>
 
 namespace dtrain::runtime {
@@ -140,8 +140,9 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       po::store(po::parse_config_file(in, all), vm);
     }
     if (vm.count("help")) {
-      std::cout << all << "\n";
-      parsed.run = false;
+      std::ostringstream help;
+      help << all << "\n";
+      parsed.help = help.str();
       return parsed;
     }
     po::notify(vm);

@@ -35,10 +35,10 @@ struct CommandLine {
   TrainerOptions trainer;
 };
 
-// Parses argv (and the config file it names). Prints help and returns nullopt-like `false` in `run` when --help was
-// given. Throws std::invalid_argument with a one-line message naming the option on any bad value.
+// Parses argv (and the config file it names). Throws std::invalid_argument with a one-line message naming the
+// option on any bad value.
 struct ParsedCommandLine {
-  bool run = true;  // false after --help
+  std::string help;  // set when --help was given: print it and exit
   CommandLine options;
 };
 ParsedCommandLine parse_command_line(int argc, const char* const* argv);

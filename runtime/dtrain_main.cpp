@@ -114,7 +114,10 @@ int main(int argc, char** argv) {
     if (rank == 0) std::fprintf(stderr, "dtrain: error: %s (see dtrain --help)\n", e.what());
     return 2;
   }
-  if (!parsed.run) return 0;
+  if (!parsed.help.empty()) {
+    if (rank == 0) std::fputs(parsed.help.c_str(), stdout);
+    return 0;
+  }
 
   try {
     const auto topology = dtrain::comm::Topology::discover(MPI_COMM_WORLD);

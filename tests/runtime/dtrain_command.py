@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+"""The dtrain command end to end at 2 ranks: a TorchScript model (made with torch.jit.script) trains on shards made
+from an h5py file and learns; --dry-run prints the rank table; bad options and bad data end every rank with one clear
+error line and a non-zero exit, without hanging.
+
+usage: dtrain_command.py DTRAIN DTRAIN_SHARD SCRATCH_FOLDER
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+dtrain, shard_tool, scratch = sys.argv[1:4]
+shutil.rmtree(scratch, ignore_errors=True)
+os.makedirs(scratch)
+failures = []
+MPIRUN = ["mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "self,vader,tcp",
+          "-np", "2"]
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
+def check(condition, what, detail=""):
+    print(("ok   " if condition else "FAIL ") + what)
+    if not condition:
+        print(detail)
+        failures.append(what)
+
+
+def run_dtrain(*args):
+    return subprocess.run(MPIRUN + [dtrain, *args], env=ENV, capture_output=True, text=True, timeout=240)
+
+
+# Data: 3 Gaussian blobs in 8 dimensions, made with h5py and sharded by dtrain-shard.
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 3, size=900).astype(np.uint8)
+features = (rng.standard_normal((900, 8)) * 0.5 + np.eye(8)[labels] * 3).astype(np.float32)
+with h5py.File(os.path.join(scratch, "blobs.h5"), "w") as f:
+    f["features"], f["labels"] = features, labels
+data = os.path.join(scratch, "blobs")
+subprocess.run([shard_tool, "--input-hdf5", os.path.join(scratch, "blobs.h5"), "--datasets", "features,labels",
+                "--classes", "3", "--shards", "3", "--output", data], check=True, stdout=subprocess.DEVNULL)
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(8, 16)
+        self.out = torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(x)))
+
+
+model = os.path.join(scratch, "net.pt")
+torch.jit.script(Net()).save(model)
+
+common = ["--train-data", data, "--eval-data", data, "--inputs", "features", "--targets", "labels",
+          "--batch-size", "16", "--optimizer", "adam", "--lr", "0.01", "--progress", "lines"]
+result = run_dtrain("--torchscript", model, "--epochs", "3", *common)
+accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
+check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      "TorchScript model trains to > 0.95 accuracy at 2 ranks", result.stdout + result.stderr)
+
+result = run_dtrain("--dry-run")
+check(result.returncode == 0 and "local rank" in result.stdout and result.stdout.count("cpu") == 2,
+      "--dry-run prints one table row per rank", result.stdout + result.stderr)
+
+# Bad input: one line from dtrain naming the problem, a non-zero exit, no hang (the timeout would raise).
+for args, expected in [
+    (["--model", "mlp", "--epochs", "0", *common], "--epochs must be >= 1 (got 0)"),
+    (["--model", "transformer", *common], "unknown model 'transformer' (known: cnn, mlp)"),
+    (["--lr", "fast", *common], "the argument ('fast') for option '--lr' is invalid"),
+    (["--model", "mlp", "--train-data", os.path.join(scratch, "nowhere")], "no such dataset folder"),
+    (["--model", "mlp", *common[:-2], "--progress", "sometimes"], "--progress: 'sometimes' is not one of"),
+    (["--torchscript", os.path.join(scratch, "missing.pt"), *common], "missing.pt does not exist"),
+]:
+    result = run_dtrain(*args)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("dtrain")]
+    check(result.returncode != 0 and len(lines) >= 1 and expected in lines[0],
+          f"bad input {args[:2]} fails with: {expected}", result.stderr)
+
+shutil.rmtree(scratch, ignore_errors=True)
+sys.exit(1 if failures else 0)
