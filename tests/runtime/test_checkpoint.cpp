@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "comm/mpi_communicator.h"
+#include "shared_scratch_folder.h"
 
 namespace dtrain::runtime {
 namespace {
@@ -28,19 +29,12 @@ class CheckpointTest : public testing::Test {
  protected:
   void SetUp() override {
     comm_ = comm::MpiCommunicator::create(MPI_COMM_WORLD);
-    // One folder for all ranks (rank 0 writes, every rank reads).
-    folder_ = (fs::temp_directory_path() / ("dtrain-ckpt-" + std::to_string(getppid()) + "-" +
-                                            testing::UnitTest::GetInstance()->current_test_info()->name()))
-                  .string();
-    if (comm_->rank() == 0) fs::remove_all(folder_);
-    MPI_Barrier(MPI_COMM_WORLD);
-  }
-  void TearDown() override {
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (comm_->rank() == 0) fs::remove_all(folder_);
+    scratch_ = std::make_unique<testing_support::SharedScratchFolder>("dtrain-ckpt");
+    folder_ = scratch_->path();
   }
 
   std::unique_ptr<comm::Communicator> comm_;
+  std::unique_ptr<testing_support::SharedScratchFolder> scratch_;
   std::string folder_;
 };
 

@@ -14,6 +14,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "runtime/tensor_data_feed.h"
+#include "shared_scratch_folder.h"
 
 namespace dtrain::runtime {
 namespace {
@@ -39,15 +40,8 @@ class TrainerTest : public testing::Test {
  protected:
   void SetUp() override {
     comm_ = comm::MpiCommunicator::create(MPI_COMM_WORLD);
-    folder_ = (fs::temp_directory_path() / ("dtrain-trainer-" + std::to_string(getppid()) + "-" +
-                                            testing::UnitTest::GetInstance()->current_test_info()->name()))
-                  .string();
-    if (comm_->rank() == 0) fs::remove_all(folder_);
-    MPI_Barrier(MPI_COMM_WORLD);
-  }
-  void TearDown() override {
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (comm_->rank() == 0) fs::remove_all(folder_);
+    scratch_ = std::make_unique<testing_support::SharedScratchFolder>("dtrain-trainer");
+    folder_ = scratch_->path();
   }
 
   sampler::SamplerOptions sampling(int64_t batch, sampler::Mode mode = sampler::Mode::kTrain) const {
@@ -71,6 +65,7 @@ class TrainerTest : public testing::Test {
   }
 
   std::unique_ptr<comm::Communicator> comm_;
+  std::unique_ptr<testing_support::SharedScratchFolder> scratch_;
   std::string folder_;
 };
 
