@@ -184,7 +184,11 @@ void ShardedDataset::read(const std::string& name, const std::vector<std::int64_
   std::vector<std::int64_t> unique = indices;
   std::sort(unique.begin(), unique.end());
   unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-  std::vector<unsigned char> sorted(static_cast<std::size_t>(unique.size()) * static_cast<std::size_t>(sample_bytes));
+  // Indices already in increasing order without repeats (sequential reads) go straight into `out`; others are read
+  // in file order into a staging buffer and put in the requested order afterwards.
+  const bool in_order = unique.size() == indices.size() && std::equal(unique.begin(), unique.end(), indices.begin());
+  std::vector<unsigned char> staging(in_order ? 0 : unique.size() * static_cast<std::size_t>(sample_bytes));
+  unsigned char* sorted = in_order ? static_cast<unsigned char*>(out) : staging.data();
 
   std::size_t next = 0;  // first unique index not read yet
   for (std::size_t shard = 0; shard < s.manifest.shards.size(); ++shard) {
@@ -218,20 +222,21 @@ void ShardedDataset::read(const std::string& name, const std::vector<std::int64_
         H5Sclose);
     if (count == 0) DTRAIN_H5_CHECK(H5Sselect_none(memory_space.get()), where);
     unsigned char dummy = 0;
-    void* target = count == 0 ? &dummy : sorted.data() + next * static_cast<std::size_t>(sample_bytes);
+    void* target = count == 0 ? &dummy : sorted + next * static_cast<std::size_t>(sample_bytes);
     DTRAIN_H5_CHECK(
         H5Dread(dataset, native_type(spec.dtype), memory_space.get(), file_space.get(), s.transfer.get(), target),
         where);
     next = last;
   }
 
+  if (in_order) return;
   // Back to the requested order, repeats included.
   unsigned char* destination = static_cast<unsigned char*>(out);
   for (std::size_t i = 0; i < indices.size(); ++i) {
     const auto position =
         static_cast<std::size_t>(std::lower_bound(unique.begin(), unique.end(), indices[i]) - unique.begin());
     std::memcpy(destination + i * static_cast<std::size_t>(sample_bytes),
-                sorted.data() + position * static_cast<std::size_t>(sample_bytes),
+                sorted + position * static_cast<std::size_t>(sample_bytes),
                 static_cast<std::size_t>(sample_bytes));
   }
 }
