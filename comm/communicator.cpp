@@ -203,4 +203,20 @@ WorkPtr Communicator::recv(const at::Tensor& tensor, int src, int tag) {
   return recv(as_buffer(tensor), src, tag);
 }
 
+std::string broadcast_string(Communicator& comm, const std::string& text, int root) {
+  std::int64_t length = comm.rank() == root ? static_cast<std::int64_t>(text.size()) : 0;
+  Buffer length_buffer;
+  length_buffer.data = &length;
+  length_buffer.count = 1;
+  length_buffer.dtype = DataType::kInt64;
+  comm.broadcast(length_buffer, root)->wait();
+  std::string out = comm.rank() == root ? text : std::string(static_cast<std::size_t>(length), '\0');
+  Buffer bytes;
+  bytes.data = out.data();
+  bytes.count = out.size();
+  bytes.dtype = DataType::kUInt8;
+  comm.broadcast(bytes, root)->wait();
+  return out;
+}
+
 }  // namespace dtrain::comm

@@ -109,4 +109,7 @@ class Communicator {
   std::uint64_t p2p_seq_ = 0;
 };
 
+// Collective: `root`'s `text` on every rank (a path, an error message, a model description). Blocks until done.
+std::string broadcast_string(Communicator& comm, const std::string& text, int root);
+
 }  // namespace dtrain::comm

@@ -92,13 +92,8 @@ std::vector<std::pair<std::int64_t, std::string>> checkpoints_in(const std::stri
 
 // Rank 0's outcome, shared: every rank returns normally or throws the same message.
 void agree_on_outcome(comm::Communicator& comm, const std::string& error) {
-  at::Tensor length = at::tensor({static_cast<int64_t>(error.size())}, at::kLong);
-  comm.broadcast(length, 0)->wait();
-  if (length.item<int64_t>() == 0) return;
-  at::Tensor text = at::zeros({length.item<int64_t>()}, at::kByte);
-  if (comm.rank() == 0) std::memcpy(text.data_ptr(), error.data(), error.size());
-  comm.broadcast(text, 0)->wait();
-  throw CheckpointError(std::string(static_cast<const char*>(text.data_ptr()), static_cast<std::size_t>(text.numel())));
+  const std::string shared = comm::broadcast_string(comm, error, 0);
+  if (!shared.empty()) throw CheckpointError(shared);
 }
 
 at::Tensor rng_state() {

@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstring>
 #include <mutex>
 
 #include "comm/tensor_buffer.h"
@@ -258,13 +257,7 @@ Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> b
   const std::vector<std::string> mine = model_signature(parameters, buffers);
   const std::string my_text = join(mine);
   if (!same_on_all_ranks(comm, static_cast<std::int64_t>(fnv1a(my_text)))) {
-    at::Tensor length = at::tensor({static_cast<int64_t>(my_text.size())}, at::kLong);
-    comm.broadcast(length, 0)->wait();
-    at::Tensor bytes = at::zeros({length.item<int64_t>()}, at::kByte);
-    if (comm.rank() == 0) std::memcpy(bytes.data_ptr(), my_text.data(), my_text.size());
-    comm.broadcast(bytes, 0)->wait();
-    const std::vector<std::string> theirs =
-        split_lines(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<std::size_t>(bytes.numel())));
+    const std::vector<std::string> theirs = split_lines(comm::broadcast_string(comm, my_text, 0));
     std::string difference;
     for (std::size_t i = 0; i < std::max(mine.size(), theirs.size()) && difference.empty(); ++i) {
       if (i >= mine.size()) {

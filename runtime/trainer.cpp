@@ -112,13 +112,7 @@ void Trainer::Impl::maybe_resume() {
   std::string path = o.resume;
   if (path == "auto") {
     // Rank 0 looks (the folder is shared by all ranks); everyone follows its answer.
-    const std::string found = comm.rank() == 0 ? store->latest().value_or("") : "";
-    at::Tensor length = at::tensor({static_cast<int64_t>(found.size())}, at::kLong);
-    comm.broadcast(length, 0)->wait();
-    at::Tensor text = at::zeros({length.item<int64_t>()}, at::kByte);
-    if (comm.rank() == 0 && !found.empty()) std::memcpy(text.data_ptr(), found.data(), found.size());
-    comm.broadcast(text, 0)->wait();
-    path.assign(static_cast<const char*>(text.data_ptr()), static_cast<std::size_t>(text.numel()));
+    path = comm::broadcast_string(comm, comm.rank() == 0 ? store->latest().value_or("") : "", 0);
     if (path.empty()) return;  // nothing to resume from: a fresh start
   }
   CheckpointContents into = contents();
