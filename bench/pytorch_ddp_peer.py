@@ -34,7 +34,8 @@ def free_port():
 
 def train(rank, world, port, initial, x, y, steps, warmup, batch, results):
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # USE_LIBUV=0: Debian's PyTorch 2.6 is built without libuv, which its TCPStore would otherwise ask for.
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), USE_LIBUV="0")
     dist.init_process_group("gloo", rank=rank, world_size=world)
     import time
 
@@ -97,7 +98,7 @@ def main():
                      nprocs=2)
             torch_weights, torch_ms = results["weights"], results["step_ms"]
 
-        dtrain_weights = torch.load(outputs)
+        dtrain_weights = torch.load(outputs, weights_only=False)  # written by ddp_step_bench: a TorchScript tensor list
         difference = max((a - b).abs().max().item() for a, b in zip(dtrain_weights, torch_weights))
         rows = [("dtrain DDP, overlapped (2 ranks)", dtrain["dtrain_step_ms"]),
                 ("dtrain, allreduce after backward (2 ranks)", dtrain["after_backward_step_ms"]),

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "comm/tensor_buffer.h"
+#include "runtime/torch_compat.h"
 
 namespace dtrain::runtime {
 
@@ -380,6 +381,13 @@ double Reducer::gradient_norm() const {
 void Reducer::scale_gradients(double factor) {
   at::NoGradGuard no_grad;
   for (State::Bucket& bucket : state_->buckets) bucket.flat.narrow(0, 0, bucket.flat.numel() - 1).mul_(factor);
+}
+
+bool Reducer::unscale_and_check_finite(double inv_scale) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> gradients;
+  for (State::Bucket& bucket : state_->buckets) gradients.push_back(bucket.flat.narrow(0, 0, bucket.flat.numel() - 1));
+  return compat::unscale_and_check_finite(gradients, inv_scale);
 }
 
 std::vector<std::vector<std::size_t>> Reducer::bucket_plan() const {

@@ -82,8 +82,11 @@ class Reducer {
   bool found_non_finite() const;
   // Global L2 norm of the reduced gradients (identical on every rank).
   double gradient_norm() const;
-  // Multiplies every reduced gradient by `factor` (loss-scale unscaling, clipping), one operation per bucket.
+  // Multiplies every reduced gradient by `factor` (clipping), one operation per bucket.
   void scale_gradients(double factor);
+  // Loss-scale unscaling: multiplies every reduced gradient by `inv_scale` and returns found_non_finite() of the
+  // gradients before (one fused kernel per bucket on LibTorch 2.x, see runtime/torch_compat.h).
+  bool unscale_and_check_finite(double inv_scale);
 
   // The bucket plan: parameter indices per bucket, in launch order.
   std::vector<std::vector<std::size_t>> bucket_plan() const;

@@ -354,7 +354,8 @@ TrainResult Trainer::run() {
 
 void Trainer::Impl::optimizer_step(double local_loss) {
   // The decision is taken from the reduced gradients, which are identical on every rank (Note [Loss scale agreement]).
-  const bool found_inf = reducer->found_non_finite();
+  const bool found_inf =
+      scaler.enabled() ? reducer->unscale_and_check_finite(1.0 / scaler.scale()) : reducer->found_non_finite();
   if (found_inf && !scaler.enabled() && !o.skip_non_finite) {
     throw std::runtime_error(fmt::format(
         "non-finite gradient at step {} (rank {}: its loss was {}); stopping on every rank (use --skip-non-finite to "
@@ -362,7 +363,6 @@ void Trainer::Impl::optimizer_step(double local_loss) {
         step, comm.rank(), local_loss));
   }
   if (!found_inf) {
-    if (scaler.enabled()) reducer->scale_gradients(1.0 / scaler.scale());
     if (o.clip_grad_norm > 0) {
       const double norm = reducer->gradient_norm();
       if (norm > o.clip_grad_norm) reducer->scale_gradients(o.clip_grad_norm / (norm + 1e-6));
