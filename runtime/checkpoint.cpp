@@ -77,8 +77,10 @@ void sync_folder(const std::string& folder) {
   ::close(fd);
 }
 
-std::vector<std::pair<std::int64_t, std::string>> checkpoints_in(const std::string& folder) {
-  static const std::regex name("checkpoint-([0-9]+)\\.pt");
+// The checkpoints of `part` ("" for whole models) in `folder`, oldest first.
+std::vector<std::pair<std::int64_t, std::string>> checkpoints_in(const std::string& folder, const std::string& part) {
+  // Parts are the trainer's own names ("stage1-of-2"): letters, digits and dashes, nothing to escape.
+  const std::regex name("checkpoint-([0-9]+)" + (part.empty() ? std::string() : "\\." + part) + "\\.pt");
   std::vector<std::pair<std::int64_t, std::string>> found;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(folder, ec)) {
@@ -104,7 +106,8 @@ at::Tensor rng_state() {
 
 }  // namespace
 
-CheckpointStore::CheckpointStore(std::string folder, int keep) : folder_(std::move(folder)), keep_(keep) {
+CheckpointStore::CheckpointStore(std::string folder, int keep, std::string part)
+    : folder_(std::move(folder)), keep_(keep), part_(std::move(part)) {
   if (keep_ < 1) throw CheckpointError(fmt::format("keep must be >= 1 (got {})", keep_));
   std::error_code ec;
   fs::create_directories(folder_, ec);
@@ -120,7 +123,7 @@ std::string CheckpointStore::save(comm::Communicator& comm, const CheckpointCont
   at::Tensor all_rng = at::empty({comm.size(), mine.numel()}, at::kByte);
   comm.allgather(all_rng, mine.contiguous())->wait();
 
-  const std::string path = fmt::format("{}/checkpoint-{:09d}.pt", folder_, progress.step);
+  const std::string path = path_for(progress.step);
   std::string error;
   if (comm.rank() == 0) {
     const std::string temporary = path + ".tmp";
@@ -153,7 +156,7 @@ std::string CheckpointStore::save(comm::Communicator& comm, const CheckpointCont
         throw CheckpointError(fmt::format("renaming {} to {} failed: {}", temporary, path, std::strerror(errno)));
       }
       sync_folder(folder_);
-      auto existing = checkpoints_in(folder_);
+      auto existing = checkpoints_in(folder_, part_);
       for (std::size_t i = 0; i + static_cast<std::size_t>(keep_) < existing.size(); ++i) {
         std::error_code ec;
         fs::remove(existing[i].second, ec);
@@ -170,8 +173,19 @@ std::string CheckpointStore::save(comm::Communicator& comm, const CheckpointCont
   return path;
 }
 
+std::string CheckpointStore::path_for(std::int64_t step) const {
+  return part_.empty() ? fmt::format("{}/checkpoint-{:09d}.pt", folder_, step)
+                       : fmt::format("{}/checkpoint-{:09d}.{}.pt", folder_, step, part_);
+}
+
+std::optional<std::int64_t> CheckpointStore::latest_step() const {
+  auto found = checkpoints_in(folder_, part_);
+  if (found.empty()) return std::nullopt;
+  return found.back().first;
+}
+
 std::optional<std::string> CheckpointStore::latest() const {
-  auto found = checkpoints_in(folder_);
+  auto found = checkpoints_in(folder_, part_);
   if (found.empty()) return std::nullopt;
   return found.back().second;
 }

@@ -44,21 +44,26 @@ struct CheckpointContents {
 
 class CheckpointStore {
  public:
-  // `folder` is created if missing (an error if that fails). Keeps the newest `keep` checkpoints (>= 1).
-  CheckpointStore(std::string folder, int keep);
+  // `folder` is created if missing (an error if that fails). Keeps the newest `keep` checkpoints (>= 1). A pipeline
+  // stage stores its own layers as `part` ("stage1-of-2"): "checkpoint-<step>.<part>.pt", pruned per part.
+  CheckpointStore(std::string folder, int keep, std::string part = "");
 
-  // Collective: rank 0 writes "<folder>/checkpoint-<step>.pt" atomically; every rank's RNG state is gathered into it.
+  // Collective: rank 0 writes path_for(step) atomically; every rank's RNG state is gathered into it.
   // Returns the path. Throws CheckpointError on every rank if the write fails.
   std::string save(comm::Communicator& comm, const CheckpointContents& contents, const TrainingProgress& progress);
 
-  // The newest checkpoint in the folder, if any.
+  // The newest checkpoint of this part in the folder, if any, and its step.
   std::optional<std::string> latest() const;
+  std::optional<std::int64_t> latest_step() const;
+  // "<folder>/checkpoint-<step, 9 digits>[.<part>].pt"
+  std::string path_for(std::int64_t step) const;
 
   const std::string& folder() const { return folder_; }
 
  private:
   std::string folder_;
   int keep_;
+  std::string part_;
 };
 
 // Collective: every rank reads `path` into `contents` and restores its own RNG state. Throws CheckpointError naming

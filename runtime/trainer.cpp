@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <torch/nn/functional/loss.h>
 
 #include <chrono>
 #include <cmath>
@@ -12,6 +11,8 @@
 
 #include "runtime/checkpoint.h"
 #include "runtime/memory_monitor.h"
+#include "runtime/objective.h"
+#include "runtime/pipeline_engine.h"
 #include "runtime/progress_reporter.h"
 #include "runtime/torch_compat.h"
 
@@ -28,7 +29,7 @@ double seconds_since(Clock::time_point start) {
 // Where one interval's step time went (seconds, summed over its steps).
 struct StepTimes {
   double data = 0, forward = 0, backward = 0, comm = 0, optimizer = 0;
-  double total() const { return data + forward + backward + comm + optimizer; }
+  double pipeline_wait = 0;  // waiting for neighbouring stages: the pipeline bubble plus transfers
 };
 
 void validate(const TrainerOptions& o) {
@@ -51,6 +52,7 @@ void validate(const TrainerOptions& o) {
   if (o.keep_checkpoints < 1) bad("--keep-checkpoints must be >= 1");
   if (o.resume == "auto" && o.checkpoint_dir.empty()) bad("--resume auto needs --checkpoint-dir");
   if (o.log_every < 1) bad("--log-every must be >= 1");
+  parse_schedule_kind(o.pipeline_schedule);
   if (o.memory_warn_gb < 0) bad("--memory-warn-gb must be >= 0");
 }
 
@@ -65,7 +67,10 @@ struct Trainer::Impl {
   TrainableModel& model;
   DataFeed& train;
   DataFeed* eval;
-  comm::Communicator& comm;
+  comm::Communicator& comm;       // the world: metrics and evaluation sums
+  comm::Communicator& data_comm;  // the replicas of this rank's model (or stage): gradients, checkpoints
+  ParallelGrid* grid;
+  std::optional<PipelineEngine> engine;
   std::unique_ptr<Reducer> reducer;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::optional<LrSchedule> lr;
@@ -82,16 +87,35 @@ struct Trainer::Impl {
   std::int64_t epochs_without_improvement = 0;
   std::string last_checkpoint;
 
-  Impl(TrainerOptions options, TrainableModel& m, DataFeed& t, DataFeed* e, comm::Communicator& c)
-      : o(std::move(options)), model(m), train(t), eval(e), comm(c), scaler(o.scaler), memory(o.memory_warn_gb) {}
+  Impl(TrainerOptions options, TrainableModel& m, DataFeed& t, DataFeed* e, comm::Communicator& c, ParallelGrid* g)
+      : o(std::move(options)),
+        model(m),
+        train(t),
+        eval(e),
+        comm(c),
+        data_comm(g != nullptr ? *g->data : c),
+        grid(g),
+        scaler(o.scaler),
+        memory(o.memory_warn_gb) {}
 
   CheckpointContents contents() { return {model.name(), model.parameters(), model.buffers(), optimizer.get()}; }
   void save_checkpoint();
   void maybe_resume();
+  std::string resume_path();
   EvalResult evaluate();
   bool end_of_epoch(const EvalResult& result);
+  at::Tensor forward(const at::Tensor& inputs);
+  // One step's forward and backward passes over its micro-batches; returns the sum of the micro-batches' losses
+  // this rank computed (a pipeline's last stage computes them all, the other stages none).
+  double data_parallel_passes(const std::vector<Batch>& batches, StepTimes& times);
+  double pipeline_passes(const std::vector<Batch>& batches, StepTimes& times);
   void optimizer_step(double local_loss);
 };
+
+at::Tensor Trainer::Impl::forward(const at::Tensor& inputs) {
+  compat::AutocastScope autocast(o.amp != "none", autocast_dtype(o.amp));
+  return model.forward(inputs);
+}
 
 void Trainer::Impl::save_checkpoint() {
   if (!store) return;
@@ -104,19 +128,35 @@ void Trainer::Impl::save_checkpoint() {
   progress.extra = {{"best_metric", std::isnan(best_metric) ? nlohmann::json() : nlohmann::json(best_metric)},
                     {"epochs_without_improvement", epochs_without_improvement},
                     {"mid_epoch", mid_epoch}};
-  last_checkpoint = store->save(comm, contents(), progress);
+  last_checkpoint = store->save(data_comm, contents(), progress);
+}
+
+// "auto": the newest checkpoint that every stage has (a pipeline's stages write their own files, and a failure
+// between two of those writes leaves some stages one checkpoint ahead).
+std::string Trainer::Impl::resume_path() {
+  if (o.resume != "auto") return o.resume;
+  if (!engine) return comm::broadcast_string(comm, comm.rank() == 0 ? store->latest().value_or("") : "", 0);
+  const std::int64_t mine = store->latest_step().value_or(-1);
+  at::Tensor steps = at::tensor({mine, -mine}, at::kLong);
+  comm.allreduce(steps, comm::ReduceOp::kMin)->wait();
+  const std::int64_t oldest = steps[0].item<std::int64_t>(), newest = -steps[1].item<std::int64_t>();
+  if (newest < 0) return "";
+  if (oldest < 0) {
+    throw CheckpointError(
+        fmt::format("--resume auto: some pipeline stages have checkpoints in {} and others none "
+                    "(this stage's newest: {})",
+                    store->folder(), store->latest().value_or("none")));
+  }
+  return store->path_for(oldest);
 }
 
 void Trainer::Impl::maybe_resume() {
   if (o.resume.empty()) return;
-  std::string path = o.resume;
-  if (path == "auto") {
-    // Rank 0 looks (the folder is shared by all ranks); everyone follows its answer.
-    path = comm::broadcast_string(comm, comm.rank() == 0 ? store->latest().value_or("") : "", 0);
-    if (path.empty()) return;  // nothing to resume from: a fresh start
-  }
+  // With "auto", rank 0 looks (the folder is shared by all ranks) and everyone follows its answer.
+  const std::string path = resume_path();
+  if (path.empty()) return;  // nothing to resume from: a fresh start
   CheckpointContents into = contents();
-  const TrainingProgress progress = load_checkpoint(comm, path, into);
+  const TrainingProgress progress = load_checkpoint(data_comm, path, into);
   step = progress.step;
   epoch = progress.epoch;
   mid_epoch = progress.extra.value("mid_epoch", false);
@@ -136,27 +176,20 @@ EvalResult Trainer::Impl::evaluate() {
   if (eval == nullptr) return result;
   model.set_training(false);
   at::NoGradGuard no_grad;
-  at::Tensor sums = at::zeros({3}, at::kDouble);  // loss, correct, samples (padding excluded)
+  at::Tensor sums = at::zeros({4}, at::kDouble);  // see evaluation_sums()
   eval->start_epoch(0);
+  const StageFunctions stage{[this](const at::Tensor& x) { return forward(x); }, nullptr};
   while (auto batch = eval->next()) {
-    at::Tensor logits;
-    {
-      compat::AutocastScope autocast(o.amp != "none", autocast_dtype(o.amp));
-      logits = model.forward(batch->inputs);
-    }
-    logits = logits.to(at::kFloat);
-    const at::Tensor losses = torch::nn::functional::cross_entropy(
-        logits, batch->targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-    const at::Tensor valid = batch->valid.to(at::kDouble);
-    sums[0] += (losses.to(at::kDouble) * valid).sum();
-    sums[1] += (logits.argmax(1).eq(batch->targets).to(at::kDouble) * valid).sum();
-    sums[2] += valid.sum();
+    // In a pipeline every stage reads the batch (to stay in step); only the last one has the model's output.
+    const at::Tensor logits = engine ? engine->forward_only(stage, batch->inputs) : forward(batch->inputs);
+    if (logits.defined()) sums += evaluation_sums(logits, batch->targets, batch->valid);
   }
   comm.allreduce(sums, comm::ReduceOp::kSum)->wait();
-  result.samples = static_cast<std::int64_t>(sums[2].item<double>());
-  if (result.samples > 0) {
-    result.loss = sums[0].item<double>() / static_cast<double>(result.samples);
-    result.accuracy = sums[1].item<double>() / static_cast<double>(result.samples);
+  result.predictions = static_cast<std::int64_t>(sums[2].item<double>());
+  result.samples = static_cast<std::int64_t>(sums[3].item<double>());
+  if (result.predictions > 0) {
+    result.loss = sums[0].item<double>() / static_cast<double>(result.predictions);
+    result.accuracy = sums[1].item<double>() / static_cast<double>(result.predictions);
   }
   model.set_training(true);
   return result;
@@ -178,8 +211,8 @@ bool Trainer::Impl::end_of_epoch(const EvalResult& result) {
 }
 
 Trainer::Trainer(TrainerOptions options, TrainableModel& model, DataFeed& train, DataFeed* eval,
-                 comm::Communicator& comm)
-    : impl_(std::make_unique<Impl>(std::move(options), model, train, eval, comm)) {
+                 comm::Communicator& comm, ParallelGrid* grid)
+    : impl_(std::make_unique<Impl>(std::move(options), model, train, eval, comm, grid)) {
   Impl& s = *impl_;
   validate(s.o);
   if (s.o.amp == "none" && s.scaler.enabled()) {
@@ -197,9 +230,17 @@ Trainer::Trainer(TrainerOptions options, TrainableModel& model, DataFeed& train,
   if (lr.kind == "cosine" && lr.total_steps == 0) lr.total_steps = s.total_steps;
   s.lr.emplace(lr);
   s.reporter.emplace(comm.rank() == 0, s.o.progress, s.o.metrics_file, s.total_steps);
-  if (!s.o.checkpoint_dir.empty()) s.store.emplace(s.o.checkpoint_dir, s.o.keep_checkpoints);
-
-  s.reducer = std::make_unique<Reducer>(model.parameters(), model.buffers(), comm, s.o.reducer);
+  const bool pipelined = grid != nullptr && grid->stages > 1;
+  if (!s.o.checkpoint_dir.empty()) {
+    s.store.emplace(s.o.checkpoint_dir, s.o.keep_checkpoints,
+                    pipelined ? fmt::format("stage{}-of-{}", grid->stage, grid->stages) : "");
+  }
+  if (pipelined) {
+    const ScheduleKind kind = parse_schedule_kind(s.o.pipeline_schedule);
+    s.engine.emplace(*grid->pipeline, make_schedule(kind, grid->stages, grid->stage, s.o.accumulation),
+                     s.o.accumulation);
+  }
+  s.reducer = std::make_unique<Reducer>(model.parameters(), model.buffers(), s.data_comm, s.o.reducer);
   std::vector<at::Tensor> parameters;
   for (const auto& p : model.parameters()) {
     if (p.tensor.requires_grad()) parameters.push_back(p.tensor);
@@ -233,52 +274,37 @@ TrainResult Trainer::run() {
   for (; s.epoch < s.o.epochs && !stop; ++s.epoch) {
     if (!s.mid_epoch) s.train.start_epoch(s.epoch);
     s.mid_epoch = true;
-    int micro = 0;
-    double step_loss = 0;
     for (;;) {
       auto t = Clock::now();
-      std::optional<Batch> batch = s.train.next();
+      std::vector<Batch> batches;
+      while (static_cast<int>(batches.size()) < s.o.accumulation) {
+        std::optional<Batch> batch = s.train.next();
+        if (!batch) break;
+        batches.push_back(std::move(*batch));
+      }
       times.data += seconds_since(t);
-      if (!batch) break;
+      // The end of the epoch; batches that do not fill a whole step are left out (steps per epoch round down).
+      if (static_cast<int>(batches.size()) < s.o.accumulation) break;
 
-      t = Clock::now();
-      at::Tensor loss;
-      {
-        compat::AutocastScope autocast(s.o.amp != "none", autocast_dtype(s.o.amp));
-        loss = torch::nn::functional::cross_entropy(s.model.forward(batch->inputs).to(at::kFloat), batch->targets);
-      }
-      times.forward += seconds_since(t);
-      const double local_loss = loss.item<double>();
-      step_loss += local_loss / s.o.accumulation;
-      interval_loss += local_loss;
-      ++interval_micro_batches;
+      const double loss_sum = s.engine ? s.pipeline_passes(batches, times) : s.data_parallel_passes(batches, times);
+      const bool has_loss = !s.engine || s.engine->last();
+      interval_loss += loss_sum;
+      if (has_loss) interval_micro_batches += s.o.accumulation;
 
-      t = Clock::now();
-      const at::Tensor scaled = s.scaler.scale_loss(loss / s.o.accumulation);
-      if (++micro < s.o.accumulation) {
-        Reducer::NoSync no_sync(*s.reducer);
-        scaled.backward();
-        times.backward += seconds_since(t);
-        continue;
-      }
-      scaled.backward();
-      times.backward += seconds_since(t);
       t = Clock::now();
       s.reducer->finish_backward();
       times.comm += seconds_since(t);
 
       t = Clock::now();
-      s.optimizer_step(step_loss);
+      s.optimizer_step(loss_sum / s.o.accumulation);
       times.optimizer += seconds_since(t);
-      micro = 0;
-      step_loss = 0;
       ++interval_steps;
 
       const bool last = s.step >= s.total_steps;
       if (s.step % s.o.log_every == 0 || last) {
         // One small collective per interval: the mean loss and step-time breakdown over all ranks.
         at::Tensor sums = at::tensor({interval_loss, static_cast<double>(interval_micro_batches), times.data,
-                                      times.forward, times.backward, times.comm, times.optimizer},
+                                      times.forward, times.backward, times.comm, times.optimizer, times.pipeline_wait},
                                      at::kDouble);
         s.comm.allreduce(sums, comm::ReduceOp::kSum)->wait();
         const double ranks = s.comm.size();
@@ -299,6 +325,7 @@ TrainResult Trainer::run() {
                                  {"backward_ms", 1e3 * sums[4].item<double>() / ranks / interval_steps},
                                  {"exposed_comm_ms", 1e3 * sums[5].item<double>() / ranks / interval_steps},
                                  {"optimizer_ms", 1e3 * sums[6].item<double>() / ranks / interval_steps},
+                                 {"pipeline_wait_ms", 1e3 * sums[7].item<double>() / ranks / interval_steps},
                                  {"buckets_overlapped", s.reducer->buckets_launched_in_backward()},
                                  {"buckets", s.reducer->bucket_plan().size()},
                                  {"rss_gb", usage.resident_gb}};
@@ -324,14 +351,20 @@ TrainResult Trainer::run() {
     result.epochs_completed = s.epoch + 1;
     result.last_eval = s.evaluate();
     if (s.eval != nullptr) {
-      s.reporter->event(fmt::format("epoch {}: eval loss {:.4f}, accuracy {:.4f} ({} samples)", s.epoch,
-                                    result.last_eval.loss, result.last_eval.accuracy, result.last_eval.samples),
+      const EvalResult& e = result.last_eval;
+      // A next-token model predicts every position: its loss in bits per prediction (per character, for text).
+      const bool per_token = e.predictions > e.samples;
+      s.reporter->event(fmt::format("epoch {}: eval loss {:.4f}{}, accuracy {:.4f} ({} samples)", s.epoch, e.loss,
+                                    per_token ? fmt::format(" ({:.3f} bits per token)", e.loss / std::log(2.0)) : "",
+                                    e.accuracy, e.samples),
                         {{"event", "eval"},
                          {"epoch", s.epoch},
                          {"step", s.step},
-                         {"loss", result.last_eval.loss},
-                         {"accuracy", result.last_eval.accuracy},
-                         {"samples", result.last_eval.samples}});
+                         {"loss", e.loss},
+                         {"bits_per_prediction", e.loss / std::log(2.0)},
+                         {"accuracy", e.accuracy},
+                         {"samples", e.samples},
+                         {"predictions", e.predictions}});
     }
     if (s.end_of_epoch(result.last_eval)) {
       result.stopped_early = true;
@@ -349,13 +382,65 @@ TrainResult Trainer::run() {
   s.comm.allreduce(peak, comm::ReduceOp::kMax)->wait();
   result.peak_memory_gb = peak.item<double>();
   result.last_checkpoint = s.last_checkpoint;
+  at::Tensor live = at::tensor({s.engine ? s.engine->peak_live_activations() : 0}, at::kLong);
+  s.comm.allreduce(live, comm::ReduceOp::kMax)->wait();
+  result.peak_live_activations = static_cast<int>(live.item<std::int64_t>());
   return result;
+}
+
+double Trainer::Impl::data_parallel_passes(const std::vector<Batch>& batches, StepTimes& times) {
+  double loss_sum = 0;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    auto t = Clock::now();
+    const at::Tensor loss = prediction_loss(forward(batches[i].inputs), batches[i].targets);
+    times.forward += seconds_since(t);
+    loss_sum += loss.item<double>();
+
+    t = Clock::now();
+    const at::Tensor scaled = scaler.scale_loss(loss / o.accumulation);
+    if (i + 1 < batches.size()) {
+      Reducer::NoSync no_sync(*reducer);  // accumulate locally; the step's last backward reduces the sum
+      scaled.backward();
+    } else {
+      scaled.backward();
+    }
+    times.backward += seconds_since(t);
+  }
+  return loss_sum;
+}
+
+double Trainer::Impl::pipeline_passes(const std::vector<Batch>& batches, StepTimes& times) {
+  std::vector<at::Tensor> inputs;
+  if (engine->first()) {
+    for (const auto& batch : batches) inputs.push_back(batch.inputs);
+  }
+  StageFunctions stage;
+  stage.forward = [this](const at::Tensor& x) { return forward(x); };
+  stage.loss = [&](const at::Tensor& output, int mb, double& unscaled) {
+    const at::Tensor loss = prediction_loss(output, batches[static_cast<std::size_t>(mb)].targets);
+    unscaled = loss.item<double>();
+    return scaler.scale_loss(loss / o.accumulation);
+  };
+  const PipelineStepStats stats = engine->train_step(stage, inputs, reducer.get());
+  times.forward += stats.forward_s;
+  times.backward += stats.backward_s;
+  times.pipeline_wait += stats.transfer_wait_s;
+  return stats.loss;
 }
 
 void Trainer::Impl::optimizer_step(double local_loss) {
   // The decision is taken from the reduced gradients, which are identical on every rank (Note [Loss scale agreement]).
-  const bool found_inf =
+  bool found_inf =
       scaler.enabled() ? reducer->unscale_and_check_finite(1.0 / scaler.scale()) : reducer->found_non_finite();
+  double norm = o.clip_grad_norm > 0 ? reducer->gradient_norm() : 0;
+  if (engine) {
+    // Each stage knows only its own layers: the step is skipped, and the gradients clipped, by the whole model's
+    // figures, agreed along the pipeline (the replicas of a stage already agree, Note [Gradient buckets]).
+    at::Tensor figures = at::tensor({found_inf ? 1.0 : 0.0, norm * norm}, at::kDouble);
+    grid->pipeline->allreduce(figures, comm::ReduceOp::kSum)->wait();
+    found_inf = figures[0].item<double>() > 0;
+    norm = std::sqrt(figures[1].item<double>());
+  }
   if (found_inf && !scaler.enabled() && !o.skip_non_finite) {
     throw std::runtime_error(fmt::format(
         "non-finite gradient at step {} (rank {}: its loss was {}); stopping on every rank (use --skip-non-finite to "
@@ -363,10 +448,7 @@ void Trainer::Impl::optimizer_step(double local_loss) {
         step, comm.rank(), local_loss));
   }
   if (!found_inf) {
-    if (o.clip_grad_norm > 0) {
-      const double norm = reducer->gradient_norm();
-      if (norm > o.clip_grad_norm) reducer->scale_gradients(o.clip_grad_norm / (norm + 1e-6));
-    }
+    if (o.clip_grad_norm > 0 && norm > o.clip_grad_norm) reducer->scale_gradients(o.clip_grad_norm / (norm + 1e-6));
     set_learning_rate(*optimizer, lr->lr_at(step));
     optimizer->step();
   }

@@ -1,6 +1,6 @@
 #pragma once
-// The training loop every rank runs: data-parallel steps (forward under autocast, backward with the overlapped
-// gradient allreduce, loss-scale and clipping decisions that every rank takes identically, optimizer step),
+// The training loop every rank runs: data-parallel or pipelined steps (forward under autocast, backward with the
+// overlapped gradient allreduce, loss-scale and clipping decisions that every rank takes identically, optimizer step),
 // evaluation each epoch with padded samples excluded, early stopping, checkpoints and resume, metrics and progress.
 
 #include <cstdint>
@@ -13,17 +13,19 @@
 #include "runtime/lr_schedule.h"
 #include "runtime/model.h"
 #include "runtime/optimizers.h"
+#include "runtime/parallel_grid.h"
 #include "runtime/reducer.h"
 
 namespace dtrain::runtime {
 
 struct TrainerOptions {
   std::int64_t epochs = 1;
-  std::int64_t max_steps = 0;    // stop after this many optimizer steps (0: no limit)
-  int accumulation = 1;          // micro-batches per optimizer step
-  double clip_grad_norm = 0;     // global L2 norm across all ranks (0: off)
-  std::string amp = "none";      // none | bf16 | fp16 (autocast dtype; fp16 also scales the loss)
-  bool skip_non_finite = false;  // without loss scaling, a non-finite gradient is an error unless this is set
+  std::int64_t max_steps = 0;  // stop after this many optimizer steps (0: no limit)
+  int accumulation = 1;        // micro-batches per optimizer step (in a pipeline: streamed through the stages)
+  std::string pipeline_schedule = "1f1b";  // gpipe | 1f1b, when the grid has more than one stage
+  double clip_grad_norm = 0;               // global L2 norm across all ranks (0: off)
+  std::string amp = "none";                // none | bf16 | fp16 (autocast dtype; fp16 also scales the loss)
+  bool skip_non_finite = false;            // without loss scaling, a non-finite gradient is an error unless this is set
   OptimizerOptions optimizer;
   LrScheduleOptions lr;
   GradScalerOptions scaler;
@@ -43,9 +45,10 @@ struct TrainerOptions {
 };
 
 struct EvalResult {
-  double loss = 0;
-  double accuracy = 0;
-  std::int64_t samples = 0;  // real samples counted, padding excluded
+  double loss = 0;               // mean cross-entropy per prediction (nats)
+  double accuracy = 0;           // share of correct predictions
+  std::int64_t samples = 0;      // real samples counted, padding excluded
+  std::int64_t predictions = 0;  // samples x predictions per sample (next-token models predict every position)
 };
 
 struct TrainResult {
@@ -55,14 +58,20 @@ struct TrainResult {
   EvalResult last_eval;
   bool stopped_early = false;
   double seconds = 0;
-  double peak_memory_gb = 0;  // highest resident memory of any rank
+  double peak_memory_gb = 0;      // highest resident memory of any rank
+  int peak_live_activations = 0;  // pipeline: the most micro-batches any stage held at once
   std::string last_checkpoint;
 };
 
 class Trainer {
  public:
-  // `eval` may be null (no evaluation). Throws std::invalid_argument naming a bad option.
-  Trainer(TrainerOptions options, TrainableModel& model, DataFeed& train, DataFeed* eval, comm::Communicator& comm);
+  // `eval` may be null (no evaluation). Throws std::invalid_argument naming a bad option. Collective over `world`.
+  // With a `grid` of several pipeline stages, `model` is this rank's stage, the feeds deal samples over grid->data
+  // (every stage of a replica reads the same batches: the first uses the inputs, the last the targets), and each step
+  // streams its `accumulation` micro-batches through the stages with the pipeline schedule; gradients are reduced
+  // across grid->data and the step decisions (non-finite, clipping norm) are agreed along the pipeline.
+  Trainer(TrainerOptions options, TrainableModel& model, DataFeed& train, DataFeed* eval, comm::Communicator& world,
+          ParallelGrid* grid = nullptr);
   ~Trainer();
 
   TrainResult run();
