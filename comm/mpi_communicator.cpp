@@ -102,6 +102,9 @@ class MpiCommunicator::Engine : public std::enable_shared_from_this<Engine> {
     std::function<void()> run;                      // a blocking collective, or
     std::function<MPI_Request()> post;              // a nonblocking point-to-point op ...
     std::function<void(const MPI_Status&)> finish;  // ... and its check once complete
+    // The memory a point-to-point op reads or writes: MPI uses it until the request completes, long after post()
+    // returned (a large send is only read once the receiver has matched it).
+    std::shared_ptr<const void> keepalive;
   };
 
   Engine(MPI_Comm comm, std::string where) : comm_(comm), where_(std::move(where)) {}
@@ -165,6 +168,7 @@ class MpiCommunicator::Engine : public std::enable_shared_from_this<Engine> {
   struct InFlight {
     std::shared_ptr<MpiWork> work;
     std::function<void(const MPI_Status&)> finish;
+    std::shared_ptr<const void> keepalive;
     MPI_Request request = MPI_REQUEST_NULL;
     bool done = false;
     std::string error;
@@ -208,6 +212,7 @@ class MpiCommunicator::Engine : public std::enable_shared_from_this<Engine> {
     InFlight entry;
     entry.work = op.work;
     entry.finish = std::move(op.finish);
+    entry.keepalive = std::move(op.keepalive);
     try {
       check_usable();
       if (op.run) {
@@ -413,6 +418,7 @@ WorkPtr MpiCommunicator::do_send(const Buffer& buffer, const OpInfo& info) {
   check_fits_int(buffer.count, what);
   auto work = new_work(info);
   Engine::Op op(work);
+  op.keepalive = buffer.keepalive;
   op.post = [engine = engine_.get(), buffer, info, what] {
     MPI_Request request = MPI_REQUEST_NULL;
     DTRAIN_MPI_CHECK(MPI_Isend(buffer.data, static_cast<int>(buffer.count), mpi_datatype(buffer.dtype), info.peer,
@@ -429,6 +435,7 @@ WorkPtr MpiCommunicator::do_recv(const Buffer& buffer, const OpInfo& info) {
   check_fits_int(buffer.count, what);
   auto work = new_work(info);
   Engine::Op op(work);
+  op.keepalive = buffer.keepalive;
   op.post = [engine = engine_.get(), buffer, info, what] {
     MPI_Request request = MPI_REQUEST_NULL;
     DTRAIN_MPI_CHECK(MPI_Irecv(buffer.data, static_cast<int>(buffer.count), mpi_datatype(buffer.dtype), info.peer,

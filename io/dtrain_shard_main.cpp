@@ -14,6 +14,7 @@
 #include <iostream>
 #include <iterator>
 #include <set>
+#include <sstream>
 
 #include "io/data_error.h"
 #include "io/hdf5_check.h"
@@ -30,7 +31,7 @@ using namespace dtrain::io;
 namespace {
 
 struct Options {
-  std::string output, fashion_mnist, split = "train", input_hdf5, datasets, text, verify;
+  std::string output, fashion_mnist, split = "train", input_hdf5, datasets, text, text_range = "0:1", verify;
   std::int64_t shards = 0, samples_per_shard = 0, chunk_samples = 64, limit = 0, sequence_length = 128, classes = 0;
   int gzip = 0;
 };
@@ -117,9 +118,19 @@ void convert_fashion_mnist(const Options& o) {
 void convert_text(const Options& o) {
   std::ifstream in(o.text, std::ios::binary);
   if (!in) throw DataError(fmt::format("{}: cannot open", o.text));
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string whole((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (o.sequence_length < 1) throw DataError("--sequence-length must be >= 1");
-  const std::set<unsigned char> symbols(text.begin(), text.end());
+  // The vocabulary comes from the whole text, so that a training and an evaluation range share token ids.
+  const std::set<unsigned char> symbols(whole.begin(), whole.end());
+  double from = 0, to = 1;
+  char colon = 0;
+  std::istringstream range(o.text_range);
+  if (!(range >> from >> colon >> to) || colon != ':' || !range.eof() || from < 0 || to > 1 || from >= to) {
+    throw DataError(fmt::format("--text-range '{}' is not FROM:TO with 0 <= FROM < TO <= 1", o.text_range));
+  }
+  const auto begin = static_cast<std::size_t>(from * static_cast<double>(whole.size()));
+  const auto end = static_cast<std::size_t>(to * static_cast<double>(whole.size()));
+  const std::string text = whole.substr(begin, end - begin);
   Manifest m;
   m.vocabulary.assign(symbols.begin(), symbols.end());
   unsigned char id[256] = {};
@@ -142,6 +153,7 @@ void convert_text(const Options& o) {
   m.datasets = {{"tokens", "uint8", {window}}};
   m.source = made_by(o, {o.text});
   m.source["tokenizer"] = "characters (bytes); token id = rank of the byte among the distinct bytes of the text";
+  m.source["text_range"] = o.text_range;
   write_sharded_dataset(o.output, m, from_memory({tokens.data()}, {window}), writer_options(o, samples),
                         progress_printer());
 }
@@ -218,6 +230,9 @@ int main(int argc, char** argv) {
       "input-hdf5", po::value(&o.input_hdf5), "an HDF5 file whose datasets (first dimension: samples) to shard")(
       "datasets", po::value(&o.datasets), "comma-separated dataset names of --input-hdf5")(
       "text", po::value(&o.text), "a plain-text corpus, sharded as character token sequences")(
+      "text-range", po::value(&o.text_range)->default_value(o.text_range),
+      "--text: shard only this part of the text, as fractions FROM:TO (e.g. 0:0.9 and 0.9:1 for a train and an "
+      "evaluation split with the same token ids)")(
       "verify", po::value(&o.verify), "check an existing sharded dataset against its manifest's checksums, then exit");
   po::options_description output("Output");
   output.add_options()("output,o", po::value(&o.output), "the dataset folder to write")(

@@ -13,7 +13,7 @@ namespace dtrain::jobs {
 // What the data gives the model: the shape of one sample and the number of classes.
 struct ModelInput {
   std::vector<std::int64_t> sample_shape;  // e.g. {28, 28} for Fashion-MNIST images
-  std::int64_t classes = 10;
+  std::int64_t classes = 10;               // or the vocabulary size, for token sequences
 };
 
 // Throws std::invalid_argument listing the known names if `name` is unknown, or if the input does not fit the model.

@@ -29,6 +29,8 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   std::string loss_scaling = "auto";
   double bucket_mb = 25;
   double first_bucket_mb = 1;
+  int micro_batches = 0;
+  std::string stage_modules;
 
   po::options_description general("General");
   general.add_options()("help,h", "show this help and exit")(
@@ -51,10 +53,12 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "seed", po::value(&d.seed)->default_value(d.seed), "seed of the sample order and of the model's initial weights")(
       "data-fraction", po::value(&d.fraction)->default_value(d.fraction), "use this fraction of each dataset")(
       "inputs", po::value(&d.inputs)->default_value(d.inputs), "name of the input dataset in the shards")(
-      "targets", po::value(&d.targets)->default_value(d.targets), "name of the label dataset in the shards");
+      "targets", po::value(&d.targets)->default_value(d.targets),
+      "name of the label dataset in the shards, or next-token (language models on text shards)");
 
   po::options_description model("Model");
-  model.add_options()("model", po::value(&c.model)->default_value(c.model), "a built-in model: mlp | cnn")(
+  model.add_options()("model", po::value(&c.model)->default_value(c.model),
+                      "a built-in model: mlp | cnn | char-transformer")(
       "torchscript", po::value(&c.torchscript), "train this TorchScript module file instead of a built-in model");
 
   po::options_description optimization("Optimization");
@@ -82,6 +86,18 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "treat parameters without a gradient as zero gradients instead of an error")(
       "grad-compression", po::value(&compression)->default_value(compression),
       "allreduce gradients as: none | bf16 | fp16");
+
+  po::options_description pipeline("Pipeline parallelism");
+  pipeline.add_options()("pipeline-stages", po::value(&c.pipeline.stages)->default_value(c.pipeline.stages),
+                         "cut the model into this many stages on consecutive ranks; ranks / stages replicas train "
+                         "data-parallel")(
+      "micro-batches", po::value(&micro_batches),
+      "micro-batches per step streamed through the stages (the same setting as --grad-accumulation)")(
+      "pipeline-schedule", po::value(&t.pipeline_schedule)->default_value(t.pipeline_schedule), "1f1b | gpipe")(
+      "partition", po::value(&c.pipeline.partition)->default_value(c.pipeline.partition),
+      "balance the built-in model's stages by: parameters | time (measured forward + backward)")(
+      "stage-modules", po::value(&stage_modules),
+      "comma-separated TorchScript module files, one per stage, instead of cutting a built-in model");
 
   po::options_description amp("Mixed precision");
   amp.add_options()("amp", po::value(&t.amp)->default_value(t.amp), "autocast: none | bf16 | fp16")(
@@ -118,12 +134,14 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "memory-warn-gb", po::value(&t.memory_warn_gb)->default_value(t.memory_warn_gb),
       "warn when a rank's resident memory passes this (0: off)");
 
-  po::options_description all("dtrain: data-parallel LibTorch training over MPI (launch with mpirun or srun)");
+  po::options_description all(
+      "dtrain: data- and pipeline-parallel LibTorch training over MPI (launch with mpirun or srun)");
   all.add(general)
       .add(data)
       .add(model)
       .add(optimization)
       .add(parallel)
+      .add(pipeline)
       .add(amp)
       .add(evaluation)
       .add(checkpoints)
@@ -172,6 +190,31 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
           fmt::format("--read-mode: '{}' is not independent or collective", d.read_mode));
   require(d.fraction > 0 && d.fraction <= 1, fmt::format("--data-fraction must be in (0, 1] (got {})", d.fraction));
   require(c.torchscript.empty() || vm["model"].defaulted(), "give either --model or --torchscript, not both");
+  require(c.pipeline.stages >= 1, fmt::format("--pipeline-stages must be >= 1 (got {})", c.pipeline.stages));
+  if (vm.count("micro-batches")) {
+    require(micro_batches >= 1, fmt::format("--micro-batches must be >= 1 (got {})", micro_batches));
+    require(vm["grad-accumulation"].defaulted() || t.accumulation == micro_batches,
+            fmt::format("--micro-batches {} and --grad-accumulation {} are the same setting; give one", micro_batches,
+                        t.accumulation));
+    t.accumulation = micro_batches;
+  }
+  require(t.pipeline_schedule == "1f1b" || t.pipeline_schedule == "gpipe",
+          fmt::format("--pipeline-schedule: '{}' is not 1f1b or gpipe", t.pipeline_schedule));
+  require(c.pipeline.partition == "parameters" || c.pipeline.partition == "time",
+          fmt::format("--partition: '{}' is not parameters or time", c.pipeline.partition));
+  for (std::size_t begin = 0; begin < stage_modules.size();) {
+    const std::size_t end = std::min(stage_modules.find(',', begin), stage_modules.size());
+    c.pipeline.stage_modules.push_back(stage_modules.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  if (!c.pipeline.stage_modules.empty()) {
+    require(c.torchscript.empty() && vm["model"].defaulted(), "give --stage-modules or --model or --torchscript");
+    require(static_cast<int>(c.pipeline.stage_modules.size()) == c.pipeline.stages,
+            fmt::format("--stage-modules names {} files for --pipeline-stages {}; give one per stage",
+                        c.pipeline.stage_modules.size(), c.pipeline.stages));
+  }
+  require(c.torchscript.empty() || c.pipeline.stages == 1,
+          "--torchscript cannot be cut into stages; give one module per stage with --stage-modules");
   require(bucket_mb > 0 && first_bucket_mb > 0, "--bucket-mb and --first-bucket-mb must be positive");
   t.reducer.bucket_cap_bytes = static_cast<std::size_t>(bucket_mb * 1024 * 1024);
   t.reducer.first_bucket_bytes = static_cast<std::size_t>(first_bucket_mb * 1024 * 1024);

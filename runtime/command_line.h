@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "runtime/trainer.h"
 
@@ -17,15 +18,22 @@ struct DataOptions {
   std::string read_mode = "independent";  // independent | collective
   bool drop_last = false;
   std::uint64_t seed = 0;
-  double fraction = 1.0;          // use this fraction of each dataset (quick validation)
-  std::string inputs = "images";  // dataset names in the shards
-  std::string targets = "labels";
+  double fraction = 1.0;           // use this fraction of each dataset (quick validation)
+  std::string inputs = "images";   // dataset names in the shards
+  std::string targets = "labels";  // or "next-token" (language models, see runtime/hdf5_data_feed.h)
+};
+
+struct PipelineOptions {
+  int stages = 1;                          // pipeline stages; the ranks / stages replicas train data-parallel
+  std::string partition = "parameters";    // parameters | time: what the built-in model's stages are balanced by
+  std::vector<std::string> stage_modules;  // or one TorchScript module file per stage
 };
 
 struct CommandLine {
   std::string config_file;
-  std::string model = "cnn";    // a name from the model registry
-  std::string torchscript;      // or a TorchScript module file
+  std::string model = "cnn";  // a name from the model registry
+  std::string torchscript;    // or a TorchScript module file
+  PipelineOptions pipeline;
   std::string backend = "mpi";  // mpi | nccl
   int threads = 1;              // intra-op threads per rank
   double comm_timeout_s = 300;

@@ -13,8 +13,8 @@
 namespace dtrain::runtime {
 
 struct Batch {
-  at::Tensor inputs;   // float32, [n, sample shape...]
-  at::Tensor targets;  // int64, [n]
+  at::Tensor inputs;   // float32 [n, sample shape...], or int64 token ids [n, L] for next-token models
+  at::Tensor targets;  // int64, [n] (one class per sample) or [n, L] (the next token at every position)
   at::Tensor valid;    // bool, [n]: false marks evaluation padding, which metrics must not count
 };
 

@@ -1,6 +1,7 @@
 // The `dtrain` command: train a built-in model or a TorchScript module on sharded HDF5 data, data-parallel over every
 // rank that mpirun or srun started. Errors end every rank with one line naming the problem and a non-zero exit.
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -12,6 +13,8 @@
 #include "jobs/model_registry.h"
 #include "runtime/command_line.h"
 #include "runtime/hdf5_data_feed.h"
+#include "runtime/parallel_grid.h"
+#include "runtime/pipeline_partition.h"
 #include "runtime/torch_compat.h"
 #include "runtime/trainer.h"
 
@@ -29,6 +32,49 @@ int dry_run(const runtime::CommandLine& options, const comm::Topology& topology)
   return 0;
 }
 
+// This rank's model: the whole model, or its pipeline stage (a slice of the built-in model balanced by parameters or
+// measured time, or the stage's own TorchScript file). Every rank seeds alike, so the slices of one full model fit.
+std::unique_ptr<runtime::TrainableModel> make_model(const runtime::CommandLine& options, runtime::DataFeed& feed,
+                                                    const runtime::ParallelGrid& grid, comm::Communicator& world) {
+  torch::manual_seed(options.data.seed);
+  if (!options.pipeline.stage_modules.empty() || !options.torchscript.empty()) {
+    runtime::compat::prepare_torchscript_runtime();
+    return std::make_unique<runtime::ScriptModel>(
+        options.torchscript.empty() ? options.pipeline.stage_modules[grid.stage] : options.torchscript);
+  }
+  const jobs::ModelInput input{feed.sample_shape(), feed.classes()};
+  torch::nn::Sequential whole = jobs::make_model(options.model, input);
+  if (grid.stages == 1) return std::make_unique<runtime::SequentialModel>(options.model, whole);
+
+  std::vector<double> costs;
+  if (options.pipeline.partition == "time") {
+    std::vector<std::int64_t> shape{options.data.batch_size};
+    shape.insert(shape.end(), input.sample_shape.begin(), input.sample_shape.end());
+    const at::Tensor sample = options.data.targets == runtime::kNextTokenTargets
+                                  ? torch::randint(input.classes, shape, torch::kLong)
+                                  : torch::rand(shape);
+    costs = runtime::measured_costs(whole, sample, 5, world);
+  } else {
+    costs = runtime::parameter_costs(whole);
+  }
+  const std::vector<runtime::LayerRange> ranges = runtime::balance_layers(costs, grid.stages);
+  if (world.rank() == 0) {
+    std::printf("dtrain: pipeline of %d stages by %s: %s\n", grid.stages, options.pipeline.partition.c_str(),
+                runtime::describe_partition(whole, ranges).c_str());
+  }
+  const runtime::LayerRange mine = ranges[grid.stage];
+  // The layer range is part of the name, so a checkpoint of another partition is refused by name.
+  return std::make_unique<runtime::SequentialModel>(
+      fmt::format("{}[layers {}-{}]", options.model, mine.begin, mine.end - 1), runtime::slice_layers(whole, mine));
+}
+
+// The whole model's parameter count (a stage holds only its share).
+std::int64_t total_parameters(runtime::TrainableModel& model, const runtime::ParallelGrid& grid) {
+  at::Tensor count = at::tensor({model.parameter_count()}, at::kLong);
+  grid.pipeline->allreduce(count, comm::ReduceOp::kSum)->wait();
+  return count.item<std::int64_t>();
+}
+
 int train(const runtime::CommandLine& options, const comm::Topology& topology) {
   torch::set_num_threads(options.threads);
   comm::CommOptions comm_options;
@@ -40,6 +86,7 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
         "README)");
   }
   auto comm = comm::make_world_communicator(backend, topology, comm_options);
+  runtime::ParallelGrid grid = runtime::make_parallel_grid(*comm, options.pipeline.stages);
 
   runtime::Hdf5FeedOptions feed;
   feed.batch_size = options.data.batch_size;
@@ -50,29 +97,25 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
   feed.inputs = options.data.inputs;
   feed.targets = options.data.targets;
   feed.drop_last = options.data.drop_last;
-  auto train_feed = runtime::make_hdf5_feed(options.data.train_dir, feed, /*evaluation=*/false, *comm);
+  // The replicas of each stage share out the samples; the stages of one replica read the same batches.
+  auto train_feed = runtime::make_hdf5_feed(options.data.train_dir, feed, /*evaluation=*/false, *grid.data);
   std::unique_ptr<runtime::DataFeed> eval_feed;
   if (!options.data.eval_dir.empty()) {
-    eval_feed = runtime::make_hdf5_feed(options.data.eval_dir, feed, /*evaluation=*/true, *comm);
+    eval_feed = runtime::make_hdf5_feed(options.data.eval_dir, feed, /*evaluation=*/true, *grid.data);
   }
 
-  torch::manual_seed(options.data.seed);
-  std::unique_ptr<runtime::TrainableModel> model;
-  if (!options.torchscript.empty()) {
-    runtime::compat::prepare_torchscript_runtime();
-    model = std::make_unique<runtime::ScriptModel>(options.torchscript);
-  } else {
-    jobs::ModelInput input{train_feed->sample_shape(), train_feed->classes()};
-    model = std::make_unique<runtime::SequentialModel>(options.model, jobs::make_model(options.model, input));
-  }
+  const std::unique_ptr<runtime::TrainableModel> model = make_model(options, *train_feed, grid, *comm);
+  const std::int64_t parameters = total_parameters(*model, grid);
   if (comm->rank() == 0) {
-    std::printf("dtrain: %s (%lld parameters) on %d ranks, %lld samples per step, %lld steps per epoch\n",
-                model->name().c_str(), static_cast<long long>(model->parameter_count()), comm->size(),
-                static_cast<long long>(train_feed->global_batch_size() * options.trainer.accumulation),
-                static_cast<long long>(train_feed->batches_per_epoch() / options.trainer.accumulation));
+    std::printf(
+        "dtrain: %s (%lld parameters) on %d ranks (%d pipeline stages x %d replicas), %lld samples per step, "
+        "%lld steps per epoch\n",
+        options.model.c_str(), static_cast<long long>(parameters), comm->size(), grid.stages, grid.replicas,
+        static_cast<long long>(train_feed->global_batch_size() * options.trainer.accumulation),
+        static_cast<long long>(train_feed->batches_per_epoch() / options.trainer.accumulation));
   }
 
-  runtime::Trainer trainer(options.trainer, *model, *train_feed, eval_feed.get(), *comm);
+  runtime::Trainer trainer(options.trainer, *model, *train_feed, eval_feed.get(), *comm, &grid);
   const runtime::TrainResult result = trainer.run();
   if (comm->rank() == 0) {
     std::printf("dtrain: done: %lld steps, %lld epochs in %.1f s, train loss %.4f",

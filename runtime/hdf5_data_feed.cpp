@@ -17,11 +17,12 @@ namespace {
 class Hdf5DataFeed final : public DataFeed {
  public:
   Hdf5DataFeed(std::unique_ptr<io::Prefetcher> prefetcher, sampler::SamplerOptions sampling, std::int64_t classes,
-               std::vector<std::int64_t> sample_shape)
+               std::vector<std::int64_t> sample_shape, bool next_token)
       : prefetcher_(std::move(prefetcher)),
         sampler_(std::move(sampling)),
         classes_(classes),
-        sample_shape_(std::move(sample_shape)) {}
+        sample_shape_(std::move(sample_shape)),
+        next_token_(next_token) {}
 
   void start_epoch(std::int64_t epoch) override {
     sampler_.start_epoch(epoch);
@@ -33,9 +34,16 @@ class Hdf5DataFeed final : public DataFeed {
     if (!picked) return std::nullopt;
     std::vector<at::Tensor> tensors = prefetcher_->next();
     Batch batch;
-    batch.inputs =
-        tensors[0].scalar_type() == at::kByte ? tensors[0].to(at::kFloat).div_(255.0f) : tensors[0].to(at::kFloat);
-    batch.targets = tensors[1].to(at::kLong);
+    if (next_token_) {
+      // Each sample stores one token more than the model sees: the targets are the inputs shifted by one.
+      const at::Tensor tokens = tensors[0].to(at::kLong);
+      batch.inputs = tokens.narrow(1, 0, tokens.size(1) - 1).contiguous();
+      batch.targets = tokens.narrow(1, 1, tokens.size(1) - 1).contiguous();
+    } else {
+      batch.inputs =
+          tensors[0].scalar_type() == at::kByte ? tensors[0].to(at::kFloat).div_(255.0f) : tensors[0].to(at::kFloat);
+      batch.targets = tensors[1].to(at::kLong);
+    }
     const auto n = static_cast<std::int64_t>(picked->valid.size());
     batch.valid = at::from_blob(picked->valid.data(), {n}, at::kByte).to(at::kBool);
     return batch;
@@ -70,6 +78,7 @@ class Hdf5DataFeed final : public DataFeed {
   sampler::DistributedSampler sampler_;
   std::int64_t classes_;
   std::vector<std::int64_t> sample_shape_;
+  bool next_token_;
 };
 
 }  // namespace
@@ -80,11 +89,21 @@ std::unique_ptr<DataFeed> make_hdf5_feed(const std::string& folder, const Hdf5Fe
   read.collective = options.collective;
   // The prefetch thread reads collectively on its own duplicate of the world, apart from the trainer's traffic.
   read.comm = MPI_COMM_WORLD;
-  auto prefetcher = std::make_unique<io::Prefetcher>(folder, std::vector<std::string>{options.inputs, options.targets},
-                                                     read, options.prefetch_depth);
+  const bool next_token = options.targets == kNextTokenTargets;
+  std::vector<std::string> datasets{options.inputs};
+  if (!next_token) datasets.push_back(options.targets);
+  auto prefetcher = std::make_unique<io::Prefetcher>(folder, datasets, read, options.prefetch_depth);
   const io::Manifest& manifest = prefetcher->manifest();
-  const io::DatasetSpec& targets = manifest.dataset(options.targets);
-  if (!targets.shape.empty()) {
+  std::vector<std::int64_t> sample_shape = manifest.dataset(options.inputs).shape;
+  if (next_token) {
+    const io::DatasetSpec& tokens = manifest.dataset(options.inputs);
+    if (tokens.shape.size() != 1 || tokens.shape[0] < 2 || tokens.dtype == "float32" || tokens.dtype == "float64") {
+      throw std::invalid_argument(fmt::format(
+          "{}: --targets next-token needs '{}' to hold integer token sequences of length >= 2 (it holds {} [{}])",
+          folder, options.inputs, tokens.dtype, fmt::join(tokens.shape, ", ")));
+    }
+    sample_shape = {tokens.shape[0] - 1};
+  } else if (const io::DatasetSpec& targets = manifest.dataset(options.targets); !targets.shape.empty()) {
     throw std::invalid_argument(
         fmt::format("{}: targets '{}' must be one label per sample (its samples have shape "
                     "[{}])",
@@ -105,7 +124,7 @@ std::unique_ptr<DataFeed> make_hdf5_feed(const std::string& folder, const Hdf5Fe
   sampling.seed = options.seed;
   sampling.drop_last = !evaluation && options.drop_last;
   return std::make_unique<Hdf5DataFeed>(std::move(prefetcher), std::move(sampling), manifest.classes,
-                                        manifest.dataset(options.inputs).shape);
+                                        std::move(sample_shape), next_token);
 }
 
 }  // namespace dtrain::runtime

@@ -1,7 +1,7 @@
 #pragma once
 // The DataFeed of a sharded HDF5 dataset (io/): the distributed sampler decides which samples this rank reads, the
 // prefetcher reads them ahead on its own thread, and batches come out as float32 inputs (uint8 images scaled to
-// [0, 1]) and int64 targets.
+// [0, 1]) and int64 targets, or, for next-token models, int64 token inputs and targets.
 
 #include <memory>
 #include <string>
@@ -11,6 +11,10 @@
 
 namespace dtrain::runtime {
 
+// Hdf5FeedOptions::targets for language models: each sample of `inputs` is a token sequence one longer than the
+// model's context; the model reads tokens [0, L) and learns to predict tokens [1, L] (int64 inputs and targets).
+inline constexpr const char* kNextTokenTargets = "next-token";
+
 struct Hdf5FeedOptions {
   std::int64_t batch_size = 64;  // per rank
   int prefetch_depth = 4;
@@ -18,8 +22,8 @@ struct Hdf5FeedOptions {
   std::uint64_t seed = 0;
   double fraction = 1.0;  // use the first fraction of the samples (quick validation)
   std::string inputs = "images";
-  std::string targets = "labels";
-  bool drop_last = false;  // training: drop the tail of the epoch instead of padding it
+  std::string targets = "labels";  // or kNextTokenTargets
+  bool drop_last = false;          // training: drop the tail of the epoch instead of padding it
 };
 
 // Collective over `comm` (its rank and size decide the sampler's share). `evaluation`: every sample once, padding

@@ -20,8 +20,7 @@ double seconds_since(Clock::time_point start) {
 // Header layout: kind, step, micro-batch, dtype, rank (number of dims), dims...
 constexpr std::int64_t kMaxDims = 8;
 constexpr std::int64_t kHeaderSize = 5 + kMaxDims;
-constexpr int kActivationTag = 1;
-constexpr int kGradientTag = 2;
+constexpr int kTag = 1;  // each link carries one kind of transfer
 
 const char* kind_name(std::int64_t kind) {
   return kind == 1 ? "activation" : kind == 2 ? "gradient" : "unknown transfer";
@@ -75,9 +74,25 @@ PipelineEngine::PipelineEngine(comm::Communicator& pipeline, StageSchedule sched
   }
   const std::string error = check_schedules(all, micro_batches_);
   if (!error.empty()) throw PipelineError(error);
+  // Two rounds of splits make every link: first those between stages 0-1, 2-3, ..., then 1-2, 3-4, ...; a stage is
+  // an end of at most one link per round.
+  for (int parity = 0; parity < 2; ++parity) {
+    const bool lower = stage_ % 2 == parity && stage_ + 1 < stages_;
+    const bool upper = (stage_ - 1) % 2 == parity && stage_ >= 1;
+    const int link = lower ? stage_ : upper ? stage_ - 1 : -1;
+    auto activations = comm_.split(link, stage_, fmt::format("{}-activations-{}", comm_.name(), link));
+    auto gradients = comm_.split(link, stage_, fmt::format("{}-gradients-{}", comm_.name(), link));
+    if (lower) {
+      to_next_ = std::move(activations);
+      from_next_ = std::move(gradients);
+    } else if (upper) {
+      from_prev_ = std::move(activations);
+      to_prev_ = std::move(gradients);
+    }
+  }
 }
 
-void PipelineEngine::send(const at::Tensor& tensor, Kind kind, int mb, int peer) {
+void PipelineEngine::send(const at::Tensor& tensor, Kind kind, int mb) {
   if (tensor.dim() > kMaxDims) {
     throw PipelineError(fmt::format("pipeline stage {}: a {} of {} dimensions cannot cross stages (at most {})", stage_,
                                     kind_name(static_cast<std::int64_t>(kind)), tensor.dim(), kMaxDims));
@@ -90,26 +105,29 @@ void PipelineEngine::send(const at::Tensor& tensor, Kind kind, int mb, int peer)
   h[3] = static_cast<std::int64_t>(tensor.scalar_type());
   h[4] = tensor.dim();
   for (std::int64_t d = 0; d < tensor.dim(); ++d) h[5 + d] = tensor.size(d);
-  const int tag = kind == Kind::kActivation ? kActivationTag : kGradientTag;
+  comm::Communicator& link = kind == Kind::kActivation ? *to_next_ : *to_prev_;
+  const int peer = kind == Kind::kActivation ? 1 : 0;
   at::Tensor payload = tensor.detach().contiguous();
-  pending_sends_.push_back(comm_.send(header, peer, tag));
-  pending_sends_.push_back(comm_.send(payload, peer, tag));
+  pending_sends_.push_back(link.send(header, peer, kTag));
+  pending_sends_.push_back(link.send(payload, peer, kTag));
 }
 
-at::Tensor PipelineEngine::recv(Kind kind, int mb, int peer) {
-  const int tag = kind == Kind::kActivation ? kActivationTag : kGradientTag;
+at::Tensor PipelineEngine::recv(Kind kind, int mb) {
+  comm::Communicator& link = kind == Kind::kActivation ? *from_prev_ : *from_next_;
+  const int peer = kind == Kind::kActivation ? 0 : 1;
+  const int from = kind == Kind::kActivation ? stage_ - 1 : stage_ + 1;
   at::Tensor header = at::empty({kHeaderSize}, at::kLong);
-  comm_.recv(header, peer, tag)->wait();
+  link.recv(header, peer, kTag)->wait();
   const auto* h = header.data_ptr<std::int64_t>();
   if (h[0] != static_cast<std::int64_t>(kind) || h[1] != step_ || h[2] != mb) {
     throw PipelineError(fmt::format(
         "pipeline stage {} expected the {} of micro-batch {} of step {} from stage {}, but got the {} of micro-batch "
         "{} of step {}",
-        stage_, kind_name(static_cast<std::int64_t>(kind)), mb, step_, peer, kind_name(h[0]), h[2], h[1]));
+        stage_, kind_name(static_cast<std::int64_t>(kind)), mb, step_, from, kind_name(h[0]), h[2], h[1]));
   }
   const std::vector<std::int64_t> shape(h + 5, h + 5 + h[4]);
   at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(static_cast<c10::ScalarType>(h[3])));
-  comm_.recv(tensor, peer, tag)->wait();
+  link.recv(tensor, peer, kTag)->wait();
   return tensor;
 }
 
@@ -139,7 +157,7 @@ PipelineStepStats PipelineEngine::train_step(const StageFunctions& stage, const 
     auto t = Clock::now();
     switch (in.op) {
       case PipeOp::kRecvActivation: {
-        at::Tensor received = recv(Kind::kActivation, mb, stage_ - 1);
+        at::Tensor received = recv(Kind::kActivation, mb);
         if (!received.is_floating_point()) {
           throw PipelineError(
               fmt::format("pipeline stage {} received a {} activation: stages must be cut where the "
@@ -158,10 +176,10 @@ PipelineStepStats PipelineEngine::train_step(const StageFunctions& stage, const 
         break;
       }
       case PipeOp::kSendActivation:
-        send(output[mb], Kind::kActivation, mb, stage_ + 1);
+        send(output[mb], Kind::kActivation, mb);
         break;
       case PipeOp::kRecvGradient:
-        output_grad[mb] = recv(Kind::kGradient, mb, stage_ + 1);
+        output_grad[mb] = recv(Kind::kGradient, mb);
         stats.transfer_wait_s += seconds_since(t);
         break;
       case PipeOp::kBackward: {
@@ -183,7 +201,7 @@ PipelineStepStats PipelineEngine::train_step(const StageFunctions& stage, const 
       }
       case PipeOp::kSendGradient: {
         at::Tensor grad = input[mb].grad();
-        send(grad.defined() ? grad : at::zeros_like(input[mb]), Kind::kGradient, mb, stage_ - 1);
+        send(grad.defined() ? grad : at::zeros_like(input[mb]), Kind::kGradient, mb);
         input[mb] = at::Tensor();
         break;
       }
@@ -197,9 +215,9 @@ PipelineStepStats PipelineEngine::train_step(const StageFunctions& stage, const 
 }
 
 at::Tensor PipelineEngine::forward_only(const StageFunctions& stage, const at::Tensor& input) {
-  at::Tensor x = first() ? input : recv(Kind::kActivation, 0, stage_ - 1);
+  at::Tensor x = first() ? input : recv(Kind::kActivation, 0);
   at::Tensor y = stage.forward(x);
-  if (!last()) send(y, Kind::kActivation, 0, stage_ + 1);
+  if (!last()) send(y, Kind::kActivation, 0);
   wait_sends();
   ++step_;
   return last() ? y : at::Tensor();

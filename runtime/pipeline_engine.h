@@ -68,11 +68,14 @@ class PipelineEngine {
 
  private:
   enum class Kind : std::int64_t { kActivation = 1, kGradient = 2 };
-  void send(const at::Tensor& tensor, Kind kind, int mb, int peer);
-  at::Tensor recv(Kind kind, int mb, int peer);
+  void send(const at::Tensor& tensor, Kind kind, int mb);
+  at::Tensor recv(Kind kind, int mb);
   void wait_sends();
 
   comm::Communicator& comm_;
+  // One communicator per link and direction (Note [Pipeline schedules as data]); null where there is no neighbour.
+  // In each, the lower stage is rank 0 and the higher stage rank 1.
+  std::unique_ptr<comm::Communicator> to_next_, from_next_, to_prev_, from_prev_;
   StageSchedule schedule_;
   int micro_batches_;
   int stage_;

@@ -155,17 +155,9 @@ std::string check_pairing(const std::vector<StageSchedule>& stages) {
 std::string check_progress(const std::vector<StageSchedule>& stages) {
   const int p = static_cast<int>(stages.size());
   std::vector<std::size_t> pc(static_cast<std::size_t>(p), 0);
-  // Per (stage, peer, direction): sends issued and receives posted, counted per link.
+  // Per link (from, to): messages sent and receives posted.
   std::map<std::pair<int, int>, int> sent, posted;
   std::set<std::pair<int, std::size_t>> reached;  // receives already posted, as (stage, instruction)
-  // Per stage: the sends it issued, as (link, index on the link), which complete once the peer posts that receive.
-  std::vector<std::vector<std::pair<std::pair<int, int>, int>>> my_sends(static_cast<std::size_t>(p));
-  auto sends_matched = [&](int s) {
-    for (const auto& [link, index] : my_sends[s]) {
-      if (posted[link] <= index) return false;
-    }
-    return true;
-  };
   bool progress = true;
   while (progress) {
     progress = false;
@@ -175,13 +167,12 @@ std::string check_progress(const std::vector<StageSchedule>& stages) {
       while (i < schedule.size()) {
         const PipeOp op = schedule[i].op;
         if (op == PipeOp::kSendActivation || op == PipeOp::kSendGradient) {
-          const std::pair<int, int> link{s, op == PipeOp::kSendActivation ? s + 1 : s - 1};
-          my_sends[s].push_back({link, sent[link]++});
+          ++sent[{s, op == PipeOp::kSendActivation ? s + 1 : s - 1}];
         } else if (op == PipeOp::kRecvActivation || op == PipeOp::kRecvGradient) {
           const std::pair<int, int> link{op == PipeOp::kRecvActivation ? s - 1 : s + 1, s};
-          // Posted when the stage first reaches it; then it waits for the message and for its own earlier sends.
+          // Posted when the stage first reaches it; then it waits for its message.
           if (reached.insert({s, i}).second) ++posted[link];
-          if (sent[link] < posted[link] || !sends_matched(s)) break;
+          if (sent[link] < posted[link]) break;
         }
         ++i;
         progress = true;

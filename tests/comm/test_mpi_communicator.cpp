@@ -6,7 +6,9 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "comm/error.h"
@@ -226,6 +228,22 @@ TEST_F(MpiCommunicatorTest, SendAndReceiveBothWaysAtOnce) {
   received->wait();
   sent->wait();
   EXPECT_TRUE(at::equal(in, at::full({n}, static_cast<double>(peer + 1), at::kDouble)));
+}
+
+TEST_F(MpiCommunicatorTest, ASendKeepsItsTensorAliveUntilTheReceiverHasIt) {
+  const int peer = rank_ ^ 1;
+  if (peer >= size_) GTEST_SKIP() << "odd world size";
+  // The sender drops its only reference at once and allocates more of the same size (which would reuse the freed
+  // memory); a rendezvous send reads its buffer only when the receive is posted, here a moment later.
+  const int64_t n = 1 << 20;
+  comm::WorkPtr sent = comm_->send(at::full({n}, static_cast<float>(rank_ + 1), at::kFloat), peer, 9);
+  std::vector<at::Tensor> reuse;
+  for (int i = 0; i < 4; ++i) reuse.push_back(at::full({n}, -7.0f, at::kFloat));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  at::Tensor in = at::zeros({n}, at::kFloat);
+  comm_->recv(in, peer, 9)->wait();
+  sent->wait();
+  EXPECT_TRUE(at::equal(in, at::full({n}, static_cast<float>(peer + 1), at::kFloat)));
 }
 
 TEST_F(MpiCommunicatorTest, RingOfSendsMatchesByTagInIssueOrder) {

@@ -31,10 +31,11 @@ struct Blobs {
   }
 };
 
-// Seven layers, so that four stages each get some; no dropout, so every run draws the same numbers.
-torch::nn::Sequential model() {
+// Seven layers, so that four stages each get some; no dropout, so every run draws the same numbers. A wide model
+// sends activations far beyond MPI's eager limit, so that a send completes only when its receive is posted.
+torch::nn::Sequential model(int64_t width = 16) {
   torch::manual_seed(7);
-  return torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::Tanh(), torch::nn::Linear(16, 16),
+  return torch::nn::Sequential(torch::nn::Linear(8, width), torch::nn::Tanh(), torch::nn::Linear(width, 16),
                                torch::nn::Tanh(), torch::nn::Linear(16, 16), torch::nn::Tanh(),
                                torch::nn::Linear(16, 3));
 }
@@ -71,10 +72,10 @@ class PipelineTest : public testing::Test {
   void SetUp() override { world_ = comm::MpiCommunicator::create(MPI_COMM_WORLD); }
 
   // One process, the whole model, the same global batches (micro-batch = all replicas' micro-batches together).
-  std::map<std::string, torch::Tensor> reference(int replicas, int micro_batches) {
+  std::map<std::string, torch::Tensor> reference(int replicas, int micro_batches, int64_t width = 16) {
     auto alone = world_->split(world_->rank(), 0, "alone");
     TensorDataFeed feed(data_.x, data_.y, 3, sampling(0, 1, kBatch * replicas));
-    SequentialModel whole("mlp", model());
+    SequentialModel whole("mlp", model(width));
     Trainer trainer(options(micro_batches, "1f1b"), whole, feed, nullptr, *alone);
     trainer.run();
     return weights(whole);
@@ -109,6 +110,22 @@ TEST_F(PipelineTest, EveryGridAndScheduleTrainsTheWeightsOfOneProcess) {
           EXPECT_LE((tensor - expected.at(name)).abs().max().item<double>(), 1e-6) << name;
         }
       }
+    }
+  }
+}
+
+TEST_F(PipelineTest, ActivationsBeyondTheEagerLimitStreamWithoutDeadlock) {
+  constexpr int64_t kWide = 1 << 15;  // 4 samples x 32768 floats: 512 KiB per transfer
+  ParallelGrid grid = make_parallel_grid(*world_, 2);
+  const auto ranges = balance_layers(parameter_costs(model(kWide)), 2);
+  const auto expected = reference(grid.replicas, 4, kWide);
+  for (const std::string schedule : {"gpipe", "1f1b"}) {
+    SequentialModel stage("mlp", slice_layers(model(kWide), ranges[grid.stage]));
+    TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
+    Trainer trainer(options(4, schedule), stage, feed, nullptr, *world_, &grid);
+    trainer.run();
+    for (const auto& [name, tensor] : weights(stage)) {
+      EXPECT_LE((tensor - expected.at(name)).abs().max().item<double>(), 1e-6) << schedule << " " << name;
     }
   }
 }
