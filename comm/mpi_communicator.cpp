@@ -58,12 +58,19 @@ struct OpContext {
 
 class MpiWork final : public Work {
  public:
-  MpiWork(OpInfo info, std::chrono::milliseconds default_timeout, std::function<void(const std::string&)> on_timeout)
-      : Work(info, default_timeout), on_timeout_(std::move(on_timeout)) {}
+  MpiWork(OpInfo info, std::chrono::milliseconds default_timeout, std::function<void(const std::string&)> on_timeout,
+          std::shared_ptr<std::atomic<int>> waiters)
+      : Work(info, default_timeout), on_timeout_(std::move(on_timeout)), waiters_(std::move(waiters)) {}
 
   WorkStatus status() override { return status_.load(std::memory_order_acquire); }
 
   void wait(std::chrono::milliseconds timeout) override {
+    // While a caller is blocked here, the engine polls without pausing (see Engine::loop).
+    waiters_->fetch_add(1, std::memory_order_relaxed);
+    struct Leave {
+      std::atomic<int>& waiters;
+      ~Leave() { waiters.fetch_sub(1, std::memory_order_relaxed); }
+    } leave{*waiters_};
     spin_until([&] { return status() != WorkStatus::kPending; });
     std::unique_lock<std::mutex> lock(mutex_);
     if (!done_.wait_for(lock, timeout, [&] { return status_ != WorkStatus::kPending; })) {
@@ -88,6 +95,7 @@ class MpiWork final : public Work {
 
  private:
   std::function<void(const std::string&)> on_timeout_;
+  std::shared_ptr<std::atomic<int>> waiters_;  // the engine's count of blocked callers
   std::mutex mutex_;
   std::condition_variable done_;
   std::atomic<WorkStatus> status_{WorkStatus::kPending};
@@ -115,6 +123,7 @@ class MpiCommunicator::Engine : public std::enable_shared_from_this<Engine> {
 
   MPI_Comm comm() const { return comm_; }
   const std::string& where() const { return where_; }
+  const std::shared_ptr<std::atomic<int>>& waiters() const { return waiters_; }
 
   void start() {
     // The thread holds the engine alive: after a timeout it may stay blocked in MPI past the communicator's life.
@@ -185,7 +194,10 @@ class MpiCommunicator::Engine : public std::enable_shared_from_this<Engine> {
         sleeping_ = true;
         if (in_flight.empty()) {
           wake_.wait(lock, ready);
-        } else if (queue_.empty()) {
+        } else if (queue_.empty() && waiters_->load(std::memory_order_relaxed) == 0) {
+          // Nobody is blocked on a result (sends draining while the caller computes): poll now and then. When
+          // someone is, poll back to back: its core is idle anyway, and each pause would add to its wait (a
+          // rendezvous transfer takes several polls on each side).
           wake_.wait_for(lock, kPollInterval, ready);
         }
         sleeping_ = false;
@@ -201,6 +213,7 @@ class MpiCommunicator::Engine : public std::enable_shared_from_this<Engine> {
       }
       if (op) in_flight.push_back(start_op(*op));
       poll(in_flight);
+      if (!in_flight.empty()) std::this_thread::yield();  // polling back to back: let the core's other threads run
       while (!in_flight.empty() && in_flight.front().done) {
         in_flight.front().work->complete(in_flight.front().error);
         in_flight.pop_front();
@@ -278,7 +291,8 @@ class MpiCommunicator::Engine : public std::enable_shared_from_this<Engine> {
   std::condition_variable wake_;
   std::deque<Op> queue_;
   std::atomic<std::size_t> queued_{0};  // queue_.size(), readable without the mutex while spinning
-  bool sleeping_ = false;               // the thread waits on wake_ (or is about to): enqueue must notify
+  std::shared_ptr<std::atomic<int>> waiters_ = std::make_shared<std::atomic<int>>(0);  // callers blocked in wait()
+  bool sleeping_ = false;  // the thread waits on wake_ (or is about to): enqueue must notify
   bool stopping_ = false;
   std::atomic<bool> broken_{false};
   std::string broken_reason_;
@@ -351,8 +365,9 @@ void MpiCommunicator::check_usable() const {
 }
 
 std::shared_ptr<MpiWork> MpiCommunicator::new_work(const OpInfo& info) {
-  return std::make_shared<MpiWork>(info, options().timeout,
-                                   [engine = engine_](const std::string& why) { engine->mark_broken(why); });
+  return std::make_shared<MpiWork>(
+      info, options().timeout, [engine = engine_](const std::string& why) { engine->mark_broken(why); },
+      engine_->waiters());
 }
 
 WorkPtr MpiCommunicator::enqueue_collective(const OpInfo& info, std::function<void(MPI_Comm, const OpContext&)> body) {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -124,6 +125,9 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
     if (eval_feed) {
       std::printf(", eval accuracy %.4f (%lld samples)", result.last_eval.accuracy,
                   static_cast<long long>(result.last_eval.samples));
+      if (result.last_eval.predictions > result.last_eval.samples) {
+        std::printf(", eval %.3f bits per token", result.last_eval.loss / std::log(2.0));
+      }
     }
     std::printf(", peak memory %.2f GB per rank%s\n", result.peak_memory_gb,
                 result.stopped_early ? " (stopped early)" : "");

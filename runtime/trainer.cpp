@@ -104,6 +104,7 @@ struct Trainer::Impl {
   std::string resume_path();
   EvalResult evaluate();
   bool end_of_epoch(const EvalResult& result);
+  void report_eval(const EvalResult& e);
   at::Tensor forward(const at::Tensor& inputs);
   // One step's forward and backward passes over its micro-batches; returns the sum of the micro-batches' losses
   // this rank computed (a pipeline's last stage computes them all, the other stages none).
@@ -193,6 +194,23 @@ EvalResult Trainer::Impl::evaluate() {
   }
   model.set_training(true);
   return result;
+}
+
+void Trainer::Impl::report_eval(const EvalResult& e) {
+  if (eval == nullptr) return;
+  // A next-token model predicts every position: its loss in bits per prediction (per character, for text).
+  const bool per_token = e.predictions > e.samples;
+  reporter->event(fmt::format("epoch {}: eval loss {:.4f}{}, accuracy {:.4f} ({} samples)", epoch, e.loss,
+                              per_token ? fmt::format(" ({:.3f} bits per token)", e.loss / std::log(2.0)) : "",
+                              e.accuracy, e.samples),
+                  {{"event", "eval"},
+                   {"epoch", epoch},
+                   {"step", step},
+                   {"loss", e.loss},
+                   {"bits_per_prediction", e.loss / std::log(2.0)},
+                   {"accuracy", e.accuracy},
+                   {"samples", e.samples},
+                   {"predictions", e.predictions}});
 }
 
 // Early stopping: true when training should stop. Every rank computes it from the same reduced metrics.
@@ -346,26 +364,16 @@ TrainResult Trainer::run() {
         break;
       }
     }
-    if (stop && s.train.batches_left() > 0) break;  // stopped by --max-steps inside the epoch: no evaluation
+    if (stop && s.train.batches_left() > 0) {
+      // Stopped by --max-steps inside the epoch: the epoch is not complete, but the final weights are evaluated.
+      result.last_eval = s.evaluate();
+      s.report_eval(result.last_eval);
+      break;
+    }
     s.mid_epoch = false;
     result.epochs_completed = s.epoch + 1;
     result.last_eval = s.evaluate();
-    if (s.eval != nullptr) {
-      const EvalResult& e = result.last_eval;
-      // A next-token model predicts every position: its loss in bits per prediction (per character, for text).
-      const bool per_token = e.predictions > e.samples;
-      s.reporter->event(fmt::format("epoch {}: eval loss {:.4f}{}, accuracy {:.4f} ({} samples)", s.epoch, e.loss,
-                                    per_token ? fmt::format(" ({:.3f} bits per token)", e.loss / std::log(2.0)) : "",
-                                    e.accuracy, e.samples),
-                        {{"event", "eval"},
-                         {"epoch", s.epoch},
-                         {"step", s.step},
-                         {"loss", e.loss},
-                         {"bits_per_prediction", e.loss / std::log(2.0)},
-                         {"accuracy", e.accuracy},
-                         {"samples", e.samples},
-                         {"predictions", e.predictions}});
-    }
+    s.report_eval(result.last_eval);
     if (s.end_of_epoch(result.last_eval)) {
       result.stopped_early = true;
       s.reporter->event(fmt::format("early stopping: no improvement of {} for {} epochs", s.o.early_stopping_metric,

@@ -65,6 +65,13 @@ accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtra
 check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
       "TorchScript model trains to > 0.95 accuracy at 2 ranks", result.stdout + result.stderr)
 
+# The same data through a 2-stage pipeline of the built-in MLP (1F1B, 4 micro-batches per step).
+result = run_dtrain("--model", "mlp", "--pipeline-stages", "2", "--micro-batches", "4", "--epochs", "3", *common)
+accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
+check(result.returncode == 0 and "pipeline of 2 stages by parameters: stage 0: layers 0-2" in result.stdout
+      and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      "a 2-stage pipeline of the built-in MLP trains to > 0.95 accuracy", result.stdout + result.stderr)
+
 result = run_dtrain("--dry-run")
 check(result.returncode == 0 and "local rank" in result.stdout and result.stdout.count("cpu") == 2,
       "--dry-run prints one table row per rank", result.stdout + result.stderr)
@@ -72,7 +79,15 @@ check(result.returncode == 0 and "local rank" in result.stdout and result.stdout
 # Bad input: one line from dtrain naming the problem, a non-zero exit, no hang (the timeout would raise).
 for args, expected in [
     (["--model", "mlp", "--epochs", "0", *common], "--epochs must be >= 1 (got 0)"),
-    (["--model", "transformer", *common], "unknown model 'transformer' (known: cnn, mlp)"),
+    (["--model", "transformer", *common], "unknown model 'transformer' (known: char-transformer, cnn, mlp)"),
+    (["--model", "mlp", "--pipeline-stages", "3", *common], "--pipeline-stages 3 does not divide the 2 ranks"),
+    (["--pipeline-schedule", "interleaved", *common], "--pipeline-schedule: 'interleaved' is not 1f1b or gpipe"),
+    (["--micro-batches", "2", "--grad-accumulation", "3", *common],
+     "--micro-batches 2 and --grad-accumulation 3 are the same setting"),
+    (["--stage-modules", model, "--pipeline-stages", "2", *common], "--stage-modules names 1 files for"),
+    (["--torchscript", model, "--pipeline-stages", "2", *common], "--torchscript cannot be cut into stages"),
+    (["--model", "char-transformer", "--train-data", data, "--inputs", "features", "--targets", "next-token"],
+     "--targets next-token needs 'features' to hold integer token sequences"),
     (["--lr", "fast", *common], "the argument ('fast') for option '--lr' is invalid"),
     (["--model", "mlp", "--train-data", os.path.join(scratch, "nowhere")], "no such dataset folder"),
     (["--model", "mlp", *common[:-2], "--progress", "sometimes"], "--progress: 'sometimes' is not one of"),

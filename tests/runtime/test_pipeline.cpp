@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <limits>
 #include <map>
 
 #include "comm/mpi_communicator.h"
@@ -15,6 +16,7 @@
 #include "runtime/pipeline_partition.h"
 #include "runtime/tensor_data_feed.h"
 #include "runtime/trainer.h"
+#include "shared_scratch_folder.h"
 
 namespace dtrain::runtime {
 namespace {
@@ -151,6 +153,67 @@ TEST_F(PipelineTest, ASchedulesMismatchFailsFastOnEveryStageWithTheMismatchNamed
     EXPECT_STREQ(e.what(), "pipeline stages disagree on micro-batches per step: stage 0 runs 4, stage 1 runs 8");
   }
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
+}
+
+// Only the last stage's own gradient is non-finite (the gradient it sends back is clean): without the agreement
+// along the pipeline, the first stage would take the step. Under bf16 autocast with loss scaling every stage skips it.
+TEST_F(PipelineTest, ANonFiniteGradientOnOneStageSkipsTheStepOnEveryStage) {
+  ParallelGrid grid = make_parallel_grid(*world_, 2);
+  const auto ranges = balance_layers(parameter_costs(model()), 2);
+  SequentialModel stage("mlp", slice_layers(model(), ranges[grid.stage]));
+  const auto initial = weights(stage);
+  if (grid.stage == 1) {
+    stage.parameters().back().tensor.register_hook(
+        [](const torch::Tensor& grad) { return grad * std::numeric_limits<float>::infinity(); });
+  }
+  TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
+  TrainerOptions o = options(4, "1f1b");
+  o.max_steps = 2;
+  o.amp = "bf16";
+  o.scaler.enabled = true;
+  Trainer trainer(o, stage, feed, nullptr, *world_, &grid);
+  EXPECT_EQ(trainer.run().steps, 2);
+  for (const auto& [name, tensor] : weights(stage)) EXPECT_TRUE(torch::equal(tensor, initial.at(name))) << name;
+
+  // Without loss scaling a non-finite gradient is an error, on every stage, naming the step.
+  o.scaler.enabled = false;
+  try {
+    Trainer strict(o, stage, feed, nullptr, *world_, &grid);
+    strict.run();
+    ADD_FAILURE() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite gradient at step 0"), std::string::npos) << e.what();
+  }
+}
+
+// Stop mid-epoch, resume from the stages' checkpoints with other initial weights and RNG: the final weights are bit
+// for bit those of an uninterrupted run (sampler position, Adam's moments and every stage's part restored).
+TEST_F(PipelineTest, ResumingFromStageCheckpointsContinuesBitForBit) {
+  testing_support::SharedScratchFolder scratch("dtrain-pipeline");
+  ParallelGrid grid = make_parallel_grid(*world_, 2);
+  const auto ranges = balance_layers(parameter_costs(model()), 2);
+  auto run = [&](bool stop_in_second_epoch, const std::string& folder, const std::string& resume, bool scramble) {
+    SequentialModel stage("mlp", slice_layers(model(), ranges[grid.stage]));
+    if (scramble) {
+      torch::NoGradGuard no_grad;
+      for (auto& p : stage.parameters()) p.tensor.uniform_(-1, 1);
+    }
+    TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
+    TrainerOptions o = options(4, "1f1b");
+    o.optimizer.kind = "adam";
+    o.optimizer.lr = 0.01;
+    o.epochs = 2;
+    o.max_steps = stop_in_second_epoch ? feed.batches_per_epoch() / 4 + 3 : 0;
+    o.checkpoint_dir = folder;
+    o.resume = resume;
+    Trainer trainer(o, stage, feed, nullptr, *world_, &grid);
+    trainer.run();
+    return weights(stage);
+  };
+  const auto straight = run(false, scratch.path() + "/straight", "", false);
+  run(true, scratch.path() + "/halves", "", false);
+  const auto resumed = run(false, scratch.path() + "/halves", "auto", true);
+  for (const auto& [name, tensor] : straight) EXPECT_TRUE(torch::equal(tensor, resumed.at(name))) << name;
 }
 
 TEST_F(PipelineTest, AGridThatDoesNotDivideTheWorldIsRefused) {
