@@ -2,7 +2,7 @@
 # The pipeline job: a character-level Transformer language model on the King James Bible (Debian's bible-kjv), cut
 # into 2 pipeline stages on 2 ranks (1F1B, 4 micro-batches per step). Installs the packages, builds, shards the text
 # once (90% train / 10% eval, same token ids) and reports validation bits per character. Extra arguments go to dtrain
-# (e.g. --pipeline-stages 1 for the unpipelined run, --max-steps 100 for a short one).
+# (e.g. --pipeline-stages 1 for the unpipelined run, --max-steps 100 for a short one; they override the config).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${DTRAIN_BUILD_DIR:-$root/build}
@@ -21,5 +21,5 @@ fi
 mkdir -p "$root/out"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader,tcp -np "$ranks" \
-  "$build/runtime/dtrain" --config "$root/jobs/kjv_char_transformer.cfg" --pipeline-stages 2 \
+  "$build/runtime/dtrain" --config "$root/jobs/kjv_char_transformer.cfg" \
   --metrics-file "$root/out/kjv-metrics.jsonl" --checkpoint-dir "$root/out/kjv-checkpoints" "$@"

@@ -72,6 +72,25 @@ check(result.returncode == 0 and "pipeline of 2 stages by parameters: stage 0: l
       and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
       "a 2-stage pipeline of the built-in MLP trains to > 0.95 accuracy", result.stdout + result.stderr)
 
+# A TorchScript user cuts the model themselves: one module file per stage.
+class Hidden(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(8, 16)
+
+    def forward(self, x):
+        return torch.relu(self.hidden(x))
+
+
+stage_files = [os.path.join(scratch, "stage0.pt"), os.path.join(scratch, "stage1.pt")]
+torch.jit.script(Hidden()).save(stage_files[0])
+torch.jit.script(torch.nn.Linear(16, 3)).save(stage_files[1])
+result = run_dtrain("--stage-modules", ",".join(stage_files), "--pipeline-stages", "2", "--micro-batches", "2",
+                    "--epochs", "3", *common)
+accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
+check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      "two TorchScript stage modules train as a pipeline to > 0.95 accuracy", result.stdout + result.stderr)
+
 result = run_dtrain("--dry-run")
 check(result.returncode == 0 and "local rank" in result.stdout and result.stdout.count("cpu") == 2,
       "--dry-run prints one table row per rank", result.stdout + result.stderr)
