@@ -88,6 +88,7 @@ class MpiWork final : public Work {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       error_ = error;
+      set_finished_now();
       status_.store(error.empty() ? WorkStatus::kSucceeded : WorkStatus::kFailed, std::memory_order_release);
     }
     done_.notify_all();

@@ -104,8 +104,13 @@ class NcclWork final : public Work {
 
   WorkStatus status() override {
     if (failed()) return WorkStatus::kFailed;
+    if (finished_) return WorkStatus::kSucceeded;
     const cudaError_t query = cudaEventQuery(done_);
-    if (query == cudaSuccess) return WorkStatus::kSucceeded;
+    if (query == cudaSuccess) {
+      set_finished_now();  // when the host first saw the event (the GPU finished a little earlier)
+      finished_ = true;
+      return WorkStatus::kSucceeded;
+    }
     if (query == cudaErrorNotReady) return WorkStatus::kPending;
     error_ =
         fmt::format("{} on {}: cudaEventQuery failed: {}", info().describe(), state_->where, cudaGetErrorString(query));
@@ -146,6 +151,7 @@ class NcclWork final : public Work {
 
   std::shared_ptr<NcclCommunicator::State> state_;
   cudaEvent_t done_;
+  bool finished_ = false;  // the event was seen complete (status() is called from one thread)
   std::string error_;
 };
 

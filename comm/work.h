@@ -32,7 +32,15 @@ class Work {
   // wait() with the communicator's timeout (CommOptions::timeout).
   void wait() { wait(default_timeout_); }
 
+  // When the backend saw the operation finish (for timelines); only meaningful once status() is not kPending.
+  std::chrono::steady_clock::time_point finished_at() const { return finished_at_; }
+
+ protected:
+  // Backends call this before they publish the final status, so a caller that saw the status sees the time too.
+  void set_finished_now() { finished_at_ = std::chrono::steady_clock::now(); }
+
  private:
+  std::chrono::steady_clock::time_point finished_at_{};
   OpInfo info_;
   std::chrono::milliseconds default_timeout_;
 };

@@ -132,7 +132,10 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "log-every", po::value(&t.log_every)->default_value(t.log_every), "steps between progress reports")(
       "progress", po::value(&t.progress)->default_value(t.progress), "auto | bar | lines | none")(
       "memory-warn-gb", po::value(&t.memory_warn_gb)->default_value(t.memory_warn_gb),
-      "warn when a rank's resident memory passes this (0: off)");
+      "warn when a rank's resident memory passes this (0: off)")(
+      "trace", po::value(&t.trace_file),
+      "write a timeline of every rank's steps, bucket allreduces and pipeline transfers to this Chrome/Perfetto "
+      "trace file (off by default)");
 
   po::options_description all(
       "dtrain: data- and pipeline-parallel LibTorch training over MPI (launch with mpirun or srun)");

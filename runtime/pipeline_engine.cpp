@@ -7,6 +7,8 @@
 #include <chrono>
 #include <optional>
 
+#include "runtime/timeline.h"
+
 namespace dtrain::runtime {
 
 namespace {
@@ -108,8 +110,9 @@ void PipelineEngine::send(const at::Tensor& tensor, Kind kind, int mb) {
   comm::Communicator& link = kind == Kind::kActivation ? *to_next_ : *to_prev_;
   const int peer = kind == Kind::kActivation ? 1 : 0;
   at::Tensor payload = tensor.detach().contiguous();
-  pending_sends_.push_back(link.send(header, peer, kTag));
-  pending_sends_.push_back(link.send(payload, peer, kTag));
+  const auto now = Clock::now();
+  link.send(header, peer, kTag);  // completes before the payload's send: waiting for that one covers both
+  pending_sends_.emplace_back(link.send(payload, peer, kTag), now);
 }
 
 at::Tensor PipelineEngine::recv(Kind kind, int mb) {
@@ -132,7 +135,10 @@ at::Tensor PipelineEngine::recv(Kind kind, int mb) {
 }
 
 void PipelineEngine::wait_sends() {
-  for (auto& work : pending_sends_) work->wait();
+  for (auto& [work, posted] : pending_sends_) {
+    work->wait();
+    Timeline::instance().add("send", "pipeline", posted, work->finished_at(), Lane::kPipeline);
+  }
   pending_sends_.clear();
 }
 
@@ -166,6 +172,7 @@ PipelineStepStats PipelineEngine::train_step(const StageFunctions& stage, const 
         }
         input[mb] = received.requires_grad_(true);
         stats.transfer_wait_s += seconds_since(t);
+        Timeline::instance().add("wait activation", "pipeline", t, Clock::now(), Lane::kPipeline, mb);
         break;
       }
       case PipeOp::kForward: {
@@ -173,6 +180,7 @@ PipelineStepStats PipelineEngine::train_step(const StageFunctions& stage, const 
         output[mb] = stage.forward(input[mb]);
         peak_live_ = std::max(peak_live_, ++live);
         stats.forward_s += seconds_since(t);
+        Timeline::instance().add("forward", "compute", t, Clock::now(), Lane::kCompute, mb);
         break;
       }
       case PipeOp::kSendActivation:
@@ -181,6 +189,7 @@ PipelineStepStats PipelineEngine::train_step(const StageFunctions& stage, const 
       case PipeOp::kRecvGradient:
         output_grad[mb] = recv(Kind::kGradient, mb);
         stats.transfer_wait_s += seconds_since(t);
+        Timeline::instance().add("wait gradient", "pipeline", t, Clock::now(), Lane::kPipeline, mb);
         break;
       case PipeOp::kBackward: {
         std::optional<Reducer::NoSync> no_sync;
@@ -197,6 +206,7 @@ PipelineStepStats PipelineEngine::train_step(const StageFunctions& stage, const 
         output_grad[mb] = at::Tensor();
         --live;
         stats.backward_s += seconds_since(t);
+        Timeline::instance().add("backward", "compute", t, Clock::now(), Lane::kCompute, mb);
         break;
       }
       case PipeOp::kSendGradient: {

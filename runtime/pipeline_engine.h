@@ -6,10 +6,12 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -81,7 +83,7 @@ class PipelineEngine {
   int stage_;
   int stages_;
   std::int64_t step_ = 0;  // steps (and evaluation batches) run; in every header, so a stray transfer is caught
-  std::vector<comm::WorkPtr> pending_sends_;
+  std::vector<std::pair<comm::WorkPtr, std::chrono::steady_clock::time_point>> pending_sends_;  // and when posted
   int peak_live_ = 0;
 };
 

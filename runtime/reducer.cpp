@@ -8,11 +8,13 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <mutex>
 
 #include "comm/tensor_buffer.h"
+#include "runtime/timeline.h"
 #include "runtime/torch_compat.h"
 
 namespace dtrain::runtime {
@@ -72,6 +74,7 @@ struct Reducer::State {
     std::size_t pending = 0;
     std::size_t unused_here = 0;
     comm::WorkPtr work;
+    std::chrono::steady_clock::time_point launched_at;  // for the timeline
   };
 
   comm::Communicator& comm;
@@ -188,6 +191,7 @@ void Reducer::State::launch_ready_buckets() {
     Bucket& bucket = buckets[next_to_launch++];
     bucket.flat[bucket.flat.numel() - 1].fill_(static_cast<double>(bucket.unused_here));
     if (options.compression) bucket.wire.copy_(bucket.flat);
+    bucket.launched_at = std::chrono::steady_clock::now();
     bucket.work = comm.allreduce(bucket.wire, comm::ReduceOp::kSum);
   }
 }
@@ -325,8 +329,11 @@ void Reducer::finish_backward() {
   s.launch_ready_buckets();
 
   double unused_anywhere = 0;
-  for (State::Bucket& bucket : s.buckets) {
+  for (std::size_t b = 0; b < s.buckets.size(); ++b) {
+    State::Bucket& bucket = s.buckets[b];
     bucket.work->wait();
+    Timeline::instance().add("allreduce bucket", "communication", bucket.launched_at, bucket.work->finished_at(),
+                             Lane::kCommunication, static_cast<std::int64_t>(b));
     if (s.options.compression) bucket.flat.copy_(bucket.wire);
     unused_anywhere += bucket.flat[bucket.flat.numel() - 1].item<double>();
   }

@@ -6,14 +6,18 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
+
+#include <unistd.h>
 
 #include "runtime/checkpoint.h"
 #include "runtime/memory_monitor.h"
 #include "runtime/objective.h"
 #include "runtime/pipeline_engine.h"
 #include "runtime/progress_reporter.h"
+#include "runtime/timeline.h"
 #include "runtime/torch_compat.h"
 
 namespace dtrain::runtime {
@@ -120,6 +124,7 @@ at::Tensor Trainer::Impl::forward(const at::Tensor& inputs) {
 
 void Trainer::Impl::save_checkpoint() {
   if (!store) return;
+  Timeline::Scope span("checkpoint", "checkpoint");
   TrainingProgress progress;
   progress.step = step;
   progress.epoch = epoch;
@@ -175,6 +180,7 @@ void Trainer::Impl::maybe_resume() {
 EvalResult Trainer::Impl::evaluate() {
   EvalResult result;
   if (eval == nullptr) return result;
+  Timeline::Scope span("evaluate", "compute");
   model.set_training(false);
   at::NoGradGuard no_grad;
   at::Tensor sums = at::zeros({4}, at::kDouble);  // see evaluation_sums()
@@ -259,6 +265,22 @@ Trainer::Trainer(TrainerOptions options, TrainableModel& model, DataFeed& train,
                      s.o.accumulation);
   }
   s.reducer = std::make_unique<Reducer>(model.parameters(), model.buffers(), s.data_comm, s.o.reducer);
+  Timeline::instance().reset();
+  if (!s.o.trace_file.empty()) {
+    // Found out now, not after the whole run: rank 0 writes the trace, into a folder it can write to.
+    std::string error;
+    if (comm.rank() == 0) {
+      const auto folder = std::filesystem::absolute(s.o.trace_file).parent_path();
+      std::error_code ec;
+      std::filesystem::create_directories(folder, ec);
+      if (::access(folder.c_str(), W_OK) != 0) {
+        error = fmt::format("--trace {}: cannot write to the folder {}", s.o.trace_file, folder.string());
+      }
+    }
+    error = comm::broadcast_string(comm, error, 0);
+    if (!error.empty()) throw std::invalid_argument(error);
+    Timeline::instance().enable();
+  }
   std::vector<at::Tensor> parameters;
   for (const auto& p : model.parameters()) {
     if (p.tensor.requires_grad()) parameters.push_back(p.tensor);
@@ -301,6 +323,7 @@ TrainResult Trainer::run() {
         batches.push_back(std::move(*batch));
       }
       times.data += seconds_since(t);
+      Timeline::instance().add("data wait", "data", t, Clock::now());
       // The end of the epoch; batches that do not fill a whole step are left out (steps per epoch round down).
       if (static_cast<int>(batches.size()) < s.o.accumulation) break;
 
@@ -312,10 +335,12 @@ TrainResult Trainer::run() {
       t = Clock::now();
       s.reducer->finish_backward();
       times.comm += seconds_since(t);
+      Timeline::instance().add("exposed communication", "communication", t, Clock::now());
 
       t = Clock::now();
       s.optimizer_step(loss_sum / s.o.accumulation);
       times.optimizer += seconds_since(t);
+      Timeline::instance().add("optimizer", "compute", t, Clock::now());
       ++interval_steps;
 
       const bool last = s.step >= s.total_steps;
@@ -393,6 +418,17 @@ TrainResult Trainer::run() {
   at::Tensor live = at::tensor({s.engine ? s.engine->peak_live_activations() : 0}, at::kLong);
   s.comm.allreduce(live, comm::ReduceOp::kMax)->wait();
   result.peak_live_activations = static_cast<int>(live.item<std::int64_t>());
+  if (!s.o.trace_file.empty()) {
+    Timeline& timeline = Timeline::instance();
+    const std::size_t spans = timeline.size();
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    timeline.write_merged(s.comm, s.o.trace_file, host);
+    timeline.reset();
+    s.reporter->event(fmt::format("timeline of all ranks written to {} (open in ui.perfetto.dev or chrome://tracing)",
+                                  s.o.trace_file),
+                      {{"event", "trace"}, {"path", s.o.trace_file}, {"spans_rank0", spans}});
+  }
   return result;
 }
 
@@ -402,6 +438,7 @@ double Trainer::Impl::data_parallel_passes(const std::vector<Batch>& batches, St
     auto t = Clock::now();
     const at::Tensor loss = prediction_loss(forward(batches[i].inputs), batches[i].targets);
     times.forward += seconds_since(t);
+    Timeline::instance().add("forward", "compute", t, Clock::now(), Lane::kCompute, static_cast<std::int64_t>(i));
     loss_sum += loss.item<double>();
 
     t = Clock::now();
@@ -413,6 +450,7 @@ double Trainer::Impl::data_parallel_passes(const std::vector<Batch>& batches, St
       scaled.backward();
     }
     times.backward += seconds_since(t);
+    Timeline::instance().add("backward", "compute", t, Clock::now(), Lane::kCompute, static_cast<std::int64_t>(i));
   }
   return loss_sum;
 }

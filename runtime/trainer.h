@@ -42,6 +42,7 @@ struct TrainerOptions {
   std::int64_t log_every = 50;    // steps between progress lines / metric records
   std::string progress = "auto";  // auto (bar on a terminal, lines otherwise) | bar | lines | none
   double memory_warn_gb = 0;      // warn when this rank's resident memory passes this (0: off)
+  std::string trace_file;         // a merged Chrome/Perfetto timeline of all ranks (Note [Timeline]); empty: off
 };
 
 struct EvalResult {
