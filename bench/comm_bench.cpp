@@ -5,6 +5,7 @@
 // CommOptions::verify_calls); "unchecked" turns that off.
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <mpi.h>
 
 #include <boost/program_options.hpp>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/summary.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
 
@@ -30,6 +32,7 @@ struct Options {
   std::size_t max_bytes = 64u << 20;
   double seconds_per_point = 0.3;
   std::vector<std::string> ops = {"allreduce", "broadcast", "allgather"};
+  std::string summary;  // bench/run-all.sh's summary file
 };
 
 // Mean seconds per call of `call` on the slowest rank. Every rank runs the same number of calls: rank 0 picks it
@@ -63,7 +66,8 @@ Options parse(int argc, char** argv) {
                                                  "smallest message, bytes per rank")(
       "max-bytes", po::value(&o.max_bytes)->default_value(o.max_bytes), "largest message, bytes per rank")(
       "seconds", po::value(&o.seconds_per_point)->default_value(o.seconds_per_point), "time budget per measurement")(
-      "ops", po::value(&ops)->default_value(ops), "comma-separated: allreduce, broadcast, allgather");
+      "ops", po::value(&ops)->default_value(ops), "comma-separated: allreduce, broadcast, allgather")(
+      "summary", po::value(&o.summary), "append each figure from 1 MiB up to this markdown file (bench/run-all.sh)");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, desc), vm);
   po::notify(vm);
@@ -148,6 +152,12 @@ int main(int argc, char** argv) {
                     checked_s * 1e6, raw_s / checked_s, unchecked_s * 1e6, raw_s / unchecked_s, algbw,
                     algbw * bus_factor(op, size));
         std::fflush(stdout);
+        if (bytes >= (1u << 20)) {
+          dtrain::bench::append_summary_row(options.summary, "comm_bench",
+                                            fmt::format("{} {} MiB, {} ranks", op, bytes >> 20, size),
+                                            fmt::format("{:.1f} us", checked_s * 1e6), "raw MPI",
+                                            fmt::format("{:.1f} us", raw_s * 1e6), raw_s / checked_s);
+        }
       }
     }
   }

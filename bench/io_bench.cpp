@@ -2,6 +2,7 @@
 // file is read once right before it is timed (warm page cache; see ENVIRONMENT.md's page-cache note), so the table
 // compares the readers, not the disk.
 
+#include <fmt/format.h>
 #include <mpi.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <numeric>
 #include <vector>
 
+#include "bench/summary.h"
 #include "io/manifest.h"
 #include "io/shard_writer.h"
 #include "io/sharded_dataset.h"
@@ -75,13 +77,15 @@ double time_reader(const std::string& folder, std::int64_t samples, std::int64_t
 int main(int argc, char** argv) {
   std::int64_t samples = 100000, sample_floats = 256, batch = 256, per_shard = 25000;
   std::string folder = "io-bench-data";
+  std::string summary;
   po::options_description options("io_bench: sharded HDF5 reads vs fread of the same bytes");
   options.add_options()("help,h", "show this help")("samples", po::value(&samples)->default_value(samples),
                                                     "samples in the test dataset")(
       "sample-floats", po::value(&sample_floats)->default_value(sample_floats), "float32 values per sample")(
       "batch", po::value(&batch)->default_value(batch), "samples per read")(
       "samples-per-shard", po::value(&per_shard)->default_value(per_shard), "samples per shard")(
-      "folder", po::value(&folder)->default_value(folder), "scratch folder (removed at the end)");
+      "folder", po::value(&folder)->default_value(folder), "scratch folder (removed at the end)")(
+      "summary", po::value(&summary), "append each figure to this markdown file (bench/run-all.sh)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -125,11 +129,16 @@ int main(int argc, char** argv) {
               static_cast<long long>(batch));
   std::printf("%-34s %10s %12s %14s\n", "reader", "MB/s", "samples/s", "vs fread");
   const double fread_s = time_fread(raw);
-  auto row = [&](const char* name, double seconds) {
+  auto row = [&](const char* name, double seconds, bool peer = false) {
     std::printf("%-34s %10.0f %12.0f %14.3f\n", name, megabytes / seconds, static_cast<double>(samples) / seconds,
                 fread_s / seconds);
+    if (!peer) {
+      dtrain::bench::append_summary_row(summary, "io_bench", fmt::format("{}, batch {}", name, batch),
+                                        fmt::format("{:.0f} MB/s", megabytes / seconds), "fread of the same bytes",
+                                        fmt::format("{:.0f} MB/s", megabytes / fread_s), fread_s / seconds);
+    }
   };
-  row("fread, 1 MiB pieces (the peer)", fread_s);
+  row("fread, 1 MiB pieces (the peer)", fread_s, /*peer=*/true);
   row("shards, uncompressed, sequential", time_reader(folder + "/plain", samples, sample_bytes, batch, false));
   row("shards, uncompressed, shuffled", time_reader(folder + "/plain", samples, sample_bytes, batch, true));
   row("shards, gzip 4, sequential", time_reader(folder + "/gzip", samples, sample_bytes, batch, false));

@@ -4,6 +4,7 @@
 // Run it with p ranks: mpirun -np 2 build/bench/pipeline_bench. On this 2-core machine p = 2 is the fair case; with
 // more ranks than cores the stages also wait for a core, which the table then counts as bubble.
 
+#include <fmt/format.h>
 #include <mpi.h>
 #include <torch/torch.h>
 
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "bench/summary.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
 #include "runtime/pipeline_engine.h"
@@ -71,11 +73,13 @@ int main(int argc, char** argv) {
   comm::MpiEnvironment mpi(&argc, &argv);
   int steps = 5, layers = 4;
   int64_t batch = 64, width = 512;
+  std::string summary;
   po::options_description options("pipeline_bench: measured pipeline bubble against theory");
   options.add_options()("help,h", "show this help")("steps", po::value(&steps)->default_value(steps), "timed steps")(
       "batch", po::value(&batch)->default_value(batch), "samples per micro-batch")(
       "width", po::value(&width)->default_value(width), "features of each linear layer")(
-      "layers", po::value(&layers)->default_value(layers), "linear layers per stage");
+      "layers", po::value(&layers)->default_value(layers), "linear layers per stage")(
+      "summary", po::value(&summary), "append each figure to this markdown file (bench/run-all.sh)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -117,6 +121,10 @@ int main(int argc, char** argv) {
         std::printf("| %s | %d | %.2f | %.2f | %.1f | %.3f | %.3f | %s | %.3f |\n", runtime::to_string(kind), m,
                     1e3 * forward, 1e3 * backward, 1e3 * mine.step_s, measured, theory,
                     theory > 0 ? std::to_string(measured / theory).substr(0, 4).c_str() : "-", simulated);
+        // ratio = theory / measured: 1 when the pipeline idles no more than the schedule must.
+        dtrain::bench::append_summary_row(
+            summary, "pipeline_bench", fmt::format("bubble, {}, p = {}, m = {}", runtime::to_string(kind), p, m),
+            fmt::format("{:.3f}", measured), "theory (p-1)/(m+p-1)", fmt::format("{:.3f}", theory), theory / measured);
       }
     }
   }

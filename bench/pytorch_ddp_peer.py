@@ -71,6 +71,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--summary", help="append the headline figures to this markdown file (bench/run-all.sh)")
     args = parser.parse_args()
 
     scratch = tempfile.mkdtemp(prefix="dtrain-peer-")
@@ -109,6 +110,14 @@ def main():
         for name, ms in rows:
             print(f"{name:44} {ms:9.2f} {ms / torch_ms:11.3f} {ms / dtrain['local_step_ms']:11.3f}")
         print(f"weights after {args.steps} steps: max |dtrain - PyTorch| = {difference:.3g} (must be <= 1e-5)")
+        if args.summary:  # bench/run-all.sh's table: ratio = PyTorch time / dtrain time (above 1: dtrain faster)
+            with open(args.summary, "a") as f:
+                f.write(f"| pytorch_ddp_peer | DDP step, MLP 784-1024-1024-10, 2 ranks | "
+                        f"{dtrain['dtrain_step_ms']:.2f} ms | PyTorch DDP gloo | {torch_ms:.2f} ms | "
+                        f"{torch_ms / dtrain['dtrain_step_ms']:.3f} |\n")
+                f.write(f"| pytorch_ddp_peer | DDP step against ranks without communication | "
+                        f"{dtrain['dtrain_step_ms']:.2f} ms | no communication | {dtrain['local_step_ms']:.2f} ms | "
+                        f"{dtrain['local_step_ms'] / dtrain['dtrain_step_ms']:.3f} |\n")
         sys.exit(0 if difference <= 1e-5 else 1)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
