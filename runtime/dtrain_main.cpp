@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <torch/torch.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include "runtime/hdf5_data_feed.h"
 #include "runtime/parallel_grid.h"
 #include "runtime/pipeline_partition.h"
+#include "runtime/stop_request.h"
 #include "runtime/torch_compat.h"
 #include "runtime/trainer.h"
 
@@ -69,6 +71,15 @@ std::unique_ptr<runtime::TrainableModel> make_model(const runtime::CommandLine& 
       fmt::format("{}[layers {}-{}]", options.model, mine.begin, mine.end - 1), runtime::slice_layers(whole, mine));
 }
 
+// One fingerprint of the whole model's weights: its own CRC-32 without a pipeline, else the CRC-32 of the stages'.
+std::uint32_t weights_fingerprint(runtime::TrainableModel& model, const runtime::ParallelGrid& grid) {
+  at::Tensor stages = at::zeros({grid.stages}, at::kLong);
+  grid.pipeline->allgather(stages, at::tensor({static_cast<std::int64_t>(model.weights_crc32())}, at::kLong))->wait();
+  if (grid.stages == 1) return static_cast<std::uint32_t>(stages[0].item<std::int64_t>());
+  return static_cast<std::uint32_t>(
+      crc32(0L, static_cast<const Bytef*>(stages.data_ptr()), static_cast<uInt>(stages.numel() * 8)));
+}
+
 // The whole model's parameter count (a stage holds only its share).
 std::int64_t total_parameters(runtime::TrainableModel& model, const runtime::ParallelGrid& grid) {
   at::Tensor count = at::tensor({model.parameter_count()}, at::kLong);
@@ -116,8 +127,11 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
         static_cast<long long>(train_feed->batches_per_epoch() / options.trainer.accumulation));
   }
 
-  runtime::Trainer trainer(options.trainer, *model, *train_feed, eval_feed.get(), *comm, &grid);
+  runtime::TrainerOptions trainer_options = options.trainer;
+  trainer_options.stop_on_signal = true;  // Note [Stopping on a signal]
+  runtime::Trainer trainer(trainer_options, *model, *train_feed, eval_feed.get(), *comm, &grid);
   const runtime::TrainResult result = trainer.run();
+  const std::uint32_t fingerprint = weights_fingerprint(*model, grid);
   if (comm->rank() == 0) {
     std::printf("dtrain: done: %lld steps, %lld epochs in %.1f s, train loss %.4f",
                 static_cast<long long>(result.steps), static_cast<long long>(result.epochs_completed), result.seconds,
@@ -136,8 +150,14 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
                   result.seconds, result.peak_memory_gb, result.last_eval.accuracy);
     }
     if (!result.last_checkpoint.empty()) std::printf("dtrain: checkpoint %s\n", result.last_checkpoint.c_str());
+    std::printf("dtrain: weights crc32 %08x\n", fingerprint);
+    if (result.stopped_by_signal) {
+      std::printf("dtrain: stopped by a signal at step %lld%s; resume with --resume auto\n",
+                  static_cast<long long>(result.steps),
+                  result.last_checkpoint.empty() ? " (no --checkpoint-dir: nothing saved)" : "");
+    }
   }
-  return 0;
+  return result.stopped_by_signal ? runtime::kPreemptedExitCode : 0;
 }
 
 }  // namespace
@@ -152,6 +172,7 @@ int main(int argc, char** argv) {
   }
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  dtrain::runtime::install_stop_signal_handlers();
 
   // Options come from the same argv and files on every rank, so every rank fails alike: rank 0 says why.
   dtrain::runtime::ParsedCommandLine parsed;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <zlib.h>
+
 #include <filesystem>
 #include <stdexcept>
 
@@ -11,6 +13,15 @@ std::int64_t TrainableModel::parameter_count() {
   std::int64_t count = 0;
   for (const auto& p : parameters()) count += p.tensor.numel();
   return count;
+}
+
+std::uint32_t TrainableModel::weights_crc32() {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (const auto& p : parameters()) {
+    const at::Tensor t = p.tensor.detach().contiguous();
+    crc = crc32(crc, static_cast<const Bytef*>(t.data_ptr()), static_cast<uInt>(t.numel() * t.element_size()));
+  }
+  return static_cast<std::uint32_t>(crc);
 }
 
 SequentialModel::SequentialModel(std::string name, torch::nn::Sequential module)

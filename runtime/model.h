@@ -23,6 +23,8 @@ class TrainableModel {
   virtual std::vector<NamedTensor> buffers() = 0;
   virtual void set_training(bool training) = 0;
   std::int64_t parameter_count();
+  // CRC-32 of every parameter's bytes, in order: equal weights, equal fingerprint (to compare runs bit for bit).
+  std::uint32_t weights_crc32();
 };
 
 class SequentialModel final : public TrainableModel {

@@ -17,6 +17,7 @@
 #include "runtime/objective.h"
 #include "runtime/pipeline_engine.h"
 #include "runtime/progress_reporter.h"
+#include "runtime/stop_request.h"
 #include "runtime/timeline.h"
 #include "runtime/torch_compat.h"
 
@@ -383,12 +384,21 @@ TrainResult Trainer::run() {
         interval_steps = 0;
         interval_start = Clock::now();
       }
+      if (s.o.stop_on_signal && !last && agree_to_stop(s.comm)) {
+        // Every rank stops after the same step; the checkpoint after the loop records where.
+        result.stopped_by_signal = true;
+        s.reporter->event(fmt::format("stop signal received: stopping after step {} with a checkpoint", s.step),
+                          {{"event", "stop_signal"}, {"step", s.step}});
+        stop = true;
+        break;
+      }
       if (s.o.checkpoint_every > 0 && s.step % s.o.checkpoint_every == 0 && !last) s.save_checkpoint();
       if (last) {
         stop = true;
         break;
       }
     }
+    if (result.stopped_by_signal) break;  // no evaluation: the job is being stopped
     if (stop && s.train.batches_left() > 0) {
       // Stopped by --max-steps inside the epoch: the epoch is not complete, but the final weights are evaluated.
       result.last_eval = s.evaluate();

@@ -43,6 +43,7 @@ struct TrainerOptions {
   std::string progress = "auto";  // auto (bar on a terminal, lines otherwise) | bar | lines | none
   double memory_warn_gb = 0;      // warn when this rank's resident memory passes this (0: off)
   std::string trace_file;         // a merged Chrome/Perfetto timeline of all ranks (Note [Timeline]); empty: off
+  bool stop_on_signal = false;    // SIGUSR1/SIGTERM: checkpoint at the next step and stop (Note [Stopping on a signal])
 };
 
 struct EvalResult {
@@ -59,8 +60,9 @@ struct TrainResult {
   EvalResult last_eval;
   bool stopped_early = false;
   double seconds = 0;
-  double peak_memory_gb = 0;      // highest resident memory of any rank
-  int peak_live_activations = 0;  // pipeline: the most micro-batches any stage held at once
+  double peak_memory_gb = 0;       // highest resident memory of any rank
+  int peak_live_activations = 0;   // pipeline: the most micro-batches any stage held at once
+  bool stopped_by_signal = false;  // stop_on_signal: a rank got SIGUSR1 or SIGTERM (the checkpoint is written)
   std::string last_checkpoint;
 };
 
