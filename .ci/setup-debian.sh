@@ -14,6 +14,8 @@ packages=(
   libboost-program-options-dev libgtest-dev libgmock-dev nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
   # the bundled real data and the Python peers used by tests and benchmarks
   dataset-fashion-mnist bible-kjv bible-kjv-text python3-h5py python3-numpy python3-torch python3-matplotlib
+  # a real Slurm and two network namespaces for the launch tests (tests/slurm)
+  slurm-wlm munge iproute2
 )
 
 missing=()
