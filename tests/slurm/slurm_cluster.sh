@@ -36,8 +36,10 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
   export SLURM_CONF=$scratch/slurm.conf
   mkdir -p /run/munge && chown munge:munge /run/munge
+  SLURM_STARTED_MUNGE=
   if ! munge -n 2>/dev/null | unmunge > /dev/null 2>&1; then
     runuser -u munge -- /usr/sbin/munged --force
+    SLURM_STARTED_MUNGE=1
   fi
   slurmctld -i > "$scratch/log/slurmctld.out" 2>&1
   slurmd -N "$node" > "$scratch/log/slurmd.out" 2>&1
@@ -63,5 +65,8 @@ slurm_stop() {
   # slurmstepd and job processes outlive a stopped slurmd: end them too.
   pkill -9 -f slurmstepd 2>/dev/null || true
   pkill -9 -f "$SLURM_SCRATCH" 2>/dev/null || true
+  if [ -n "${SLURM_STARTED_MUNGE:-}" ]; then
+    pkill -f /usr/sbin/munged 2>/dev/null || true
+  fi
   SLURM_SCRATCH=
 }
