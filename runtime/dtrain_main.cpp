@@ -7,8 +7,10 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
+#include "comm/launch_check.h"
 #include "comm/mpi_environment.h"
 #include "comm/topology.h"
 #include "comm/world.h"
@@ -25,12 +27,26 @@ namespace {
 
 using namespace dtrain;
 
+// Collective: every rank checks what the launcher started against what MPI sees; a rank with a problem names it,
+// and every rank returns false if any rank has one.
+bool launch_is_consistent(const runtime::CommandLine& options, const comm::Topology& topology) {
+  const comm::Backend backend = comm::parse_backend(options.backend);
+  const std::string problem = comm::check_launch(
+      topology, backend, backend == comm::Backend::kNccl ? comm::visible_cuda_devices() : 0, std::getenv);
+  if (!problem.empty()) std::fprintf(stderr, "dtrain: error on rank %d: %s\n", topology.world_rank, problem.c_str());
+  int bad = problem.empty() ? 0 : 1;
+  MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return bad == 0;
+}
+
 int dry_run(const runtime::CommandLine& options, const comm::Topology& topology) {
   const comm::Backend backend = comm::parse_backend(options.backend);
   const std::string table = comm::format_rank_table(topology, comm::device_label(backend, topology), MPI_COMM_WORLD);
   if (topology.world_rank == 0) {
     std::printf("dtrain dry run: %d ranks on %d nodes, backend %s\n%s", topology.world_size, topology.node_count,
                 options.backend.c_str(), table.c_str());
+    std::printf("dtrain dry run: checked: the launcher and MPI agree on %d ranks%s\n", topology.world_size,
+                backend == comm::Backend::kNccl ? ", one visible GPU per rank on every node" : "");
   }
   return 0;
 }
@@ -189,6 +205,7 @@ int main(int argc, char** argv) {
 
   try {
     const auto topology = dtrain::comm::Topology::discover(MPI_COMM_WORLD);
+    if (!launch_is_consistent(parsed.options, topology)) return 2;
     return parsed.options.dry_run ? dry_run(parsed.options, topology) : train(parsed.options, topology);
   } catch (const std::exception& e) {
     // After start-up the ranks may be anywhere (one waiting in a collective for another that failed): end them all.

@@ -95,6 +95,11 @@ result = run_dtrain("--dry-run")
 check(result.returncode == 0 and "local rank" in result.stdout and result.stdout.count("cpu") == 2,
       "--dry-run prints one table row per rank", result.stdout + result.stderr)
 
+if not os.path.exists("/dev/nvidia0"):  # on a machine without GPUs, the NCCL launch check must refuse
+    result = run_dtrain("--dry-run", "--backend", "nccl")
+    check(result.returncode != 0 and "runs 2 ranks but sees 0 CUDA devices" in result.stderr,
+          "--dry-run --backend nccl without GPUs names the missing devices", result.stderr)
+
 # Bad input: one line from dtrain naming the problem, a non-zero exit, no hang (the timeout would raise).
 for args, expected in [
     (["--model", "mlp", "--epochs", "0", *common], "--epochs must be >= 1 (got 0)"),
