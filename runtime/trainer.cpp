@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <regex>
 #include <stdexcept>
 
 #include <unistd.h>
@@ -141,7 +142,12 @@ void Trainer::Impl::save_checkpoint() {
 // "auto": the newest checkpoint that every stage has (a pipeline's stages write their own files, and a failure
 // between two of those writes leaves some stages one checkpoint ahead).
 std::string Trainer::Impl::resume_path() {
-  if (o.resume != "auto") return o.resume;
+  if (o.resume != "auto") {
+    // A pipeline stage given any stage's file of a checkpoint reads its own file of the same checkpoint.
+    return engine ? std::regex_replace(o.resume, std::regex("\\.stage[0-9]+-of-[0-9]+\\.pt$"),
+                                       fmt::format(".stage{}-of-{}.pt", grid->stage, grid->stages))
+                  : o.resume;
+  }
   if (!engine) return comm::broadcast_string(comm, comm.rank() == 0 ? store->latest().value_or("") : "", 0);
   const std::int64_t mine = store->latest_step().value_or(-1);
   at::Tensor steps = at::tensor({mine, -mine}, at::kLong);

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <filesystem>
 #include <limits>
 #include <map>
 
@@ -212,8 +213,17 @@ TEST_F(PipelineTest, ResumingFromStageCheckpointsContinuesBitForBit) {
   };
   const auto straight = run(false, scratch.path() + "/straight", "", false);
   run(true, scratch.path() + "/halves", "", false);
+  // Any stage's file of a checkpoint names it for every stage.
+  std::string stage0_file;
+  for (const auto& entry : std::filesystem::directory_iterator(scratch.path() + "/halves")) {
+    if (entry.path().string().find(".stage0-of-2.pt") != std::string::npos) stage0_file = entry.path().string();
+  }
+  const auto explicitly = run(false, scratch.path() + "/explicit", stage0_file, true);
   const auto resumed = run(false, scratch.path() + "/halves", "auto", true);
-  for (const auto& [name, tensor] : straight) EXPECT_TRUE(torch::equal(tensor, resumed.at(name))) << name;
+  for (const auto& [name, tensor] : straight) {
+    EXPECT_TRUE(torch::equal(tensor, resumed.at(name))) << name;
+    EXPECT_TRUE(torch::equal(tensor, explicitly.at(name))) << name;
+  }
 }
 
 TEST_F(PipelineTest, AGridThatDoesNotDivideTheWorldIsRefused) {
