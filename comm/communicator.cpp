@@ -21,8 +21,8 @@ const char* to_string(Backend backend) {
   return backend == Backend::kMpi ? "mpi" : "nccl";
 }
 
-Communicator::Communicator(int rank, int size, CommOptions options)
-    : rank_(rank), size_(size), options_(std::move(options)) {}
+Communicator::Communicator(int rank, int size, CommOptions options, std::shared_ptr<CommProgress> progress)
+    : rank_(rank), size_(size), options_(std::move(options)), progress_(std::move(progress)) {}
 
 std::string Communicator::where() const {
   return fmt::format("communicator '{}' rank {}/{}", options_.name, rank_, size_);
@@ -76,6 +76,7 @@ WorkPtr Communicator::allreduce(const Buffer& buffer, ReduceOp op) {
     throw CommError(
         fmt::format("{} on {}: avg needs a floating-point dtype (use sum for integers)", info.describe(), where()));
   }
+  progress_->issued(info);
   return do_allreduce(buffer, info);
 }
 
@@ -86,6 +87,7 @@ WorkPtr Communicator::broadcast(const Buffer& buffer, int root) {
   info.peer = root;
   check_buffer(buffer, info, "buffer");
   check_rank(root, info, "root");
+  progress_->issued(info);
   return do_broadcast(buffer, info);
 }
 
@@ -108,6 +110,7 @@ WorkPtr Communicator::allgather(const Buffer& output, const Buffer& input) {
     throw CommError(
         fmt::format("{} on {}: input overlaps output but is not this rank's slice of it", info.describe(), where()));
   }
+  progress_->issued(info);
   return do_allgather(output, input, info);
 }
 
@@ -133,6 +136,7 @@ WorkPtr Communicator::reduce_scatter(const Buffer& output, const Buffer& input, 
     throw CommError(
         fmt::format("{} on {}: avg needs a floating-point dtype (use sum for integers)", info.describe(), where()));
   }
+  progress_->issued(info);
   return do_reduce_scatter(output, input, info);
 }
 
@@ -146,6 +150,7 @@ WorkPtr Communicator::send(const Buffer& buffer, int dst, int tag) {
   if (tag < 0 || tag > max_tag()) {
     throw CommError(fmt::format("{} on {}: tag must be in 0..{}", info.describe(), where(), max_tag()));
   }
+  progress_->issued(info);
   return do_send(buffer, info);
 }
 
@@ -161,13 +166,16 @@ WorkPtr Communicator::recv(const Buffer& buffer, int src, int tag) {
   if (tag < 0 || tag > max_tag()) {
     throw CommError(fmt::format("{} on {}: tag must be in 0..{}", info.describe(), where(), max_tag()));
   }
+  progress_->issued(info);
   return do_recv(buffer, info);
 }
 
 WorkPtr Communicator::barrier() {
   std::lock_guard<std::mutex> lock(issue_mutex_);
   check_usable();
-  return do_barrier(next_collective(OpType::kBarrier, Buffer{}));
+  OpInfo info = next_collective(OpType::kBarrier, Buffer{});
+  progress_->issued(info);
+  return do_barrier(info);
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key, const std::string& name) {
@@ -176,6 +184,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   OpInfo info = next_collective(OpType::kSplit, Buffer{});
   CommOptions options = options_;
   options.name = name.empty() ? fmt::format("{}/{}", options_.name, color) : name;
+  progress_->issued(info);
   return do_split(color, key, std::move(options), info);
 }
 

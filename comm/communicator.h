@@ -6,6 +6,7 @@
 //    CommOptions::verify_calls every collective is also compared across ranks before it runs, so a rank that calls a
 //    different collective, count, dtype or root gets a CommError naming each rank's call instead of a hang or wrong
 //    data (comm/call_verifier.h);
+//  - is recorded (CommProgress) for the watchdog, which names the ranks a stuck op waits for (Note [Watchdog]);
 //  - completes in the order it was issued on that communicator: when wait() returns for an op, every op issued
 //    earlier on the same communicator has finished too;
 //  - must be issued in the same order on every rank for collectives (like MPI), and from one thread at a time.
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <string>
 
+#include "comm/progress.h"
 #include "comm/types.h"
 #include "comm/work.h"
 
@@ -75,7 +77,9 @@ class Communicator {
   WorkPtr recv(const at::Tensor& tensor, int src, int tag);
 
  protected:
-  Communicator(int rank, int size, CommOptions options);
+  // `progress` is this communicator's record for the watchdog (Watchdog::track).
+  Communicator(int rank, int size, CommOptions options, std::shared_ptr<CommProgress> progress);
+  const std::shared_ptr<CommProgress>& progress() const { return progress_; }
 
   // One virtual per operation. Called with arguments already checked and `info` numbered, under issue_mutex_.
   virtual WorkPtr do_allreduce(const Buffer& buffer, const OpInfo& info) = 0;
@@ -107,6 +111,7 @@ class Communicator {
   std::mutex issue_mutex_;  // numbering and enqueueing are one step, so sequence numbers follow issue order
   std::uint64_t collective_seq_ = 0;
   std::uint64_t p2p_seq_ = 0;
+  std::shared_ptr<CommProgress> progress_;
 };
 
 // Collective: `root`'s `text` on every rank (a path, an error message, a model description). Blocks until done.

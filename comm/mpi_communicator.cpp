@@ -16,6 +16,7 @@
 #include "comm/error.h"
 #include "comm/mpi_check.h"
 #include "comm/mpi_datatypes.h"
+#include "comm/watchdog.h"
 
 namespace dtrain::comm {
 
@@ -58,13 +59,21 @@ struct OpContext {
 
 class MpiWork final : public Work {
  public:
-  MpiWork(OpInfo info, std::chrono::milliseconds default_timeout, std::function<void(const std::string&)> on_timeout,
-          std::shared_ptr<std::atomic<int>> waiters)
-      : Work(info, default_timeout), on_timeout_(std::move(on_timeout)), waiters_(std::move(waiters)) {}
+  MpiWork(OpInfo info, std::chrono::milliseconds default_timeout, std::shared_ptr<CommProgress> progress,
+          std::function<void(const std::string&)> on_failure, std::shared_ptr<std::atomic<int>> waiters)
+      : Work(info, default_timeout, std::move(progress)),
+        on_failure_(std::move(on_failure)),
+        waiters_(std::move(waiters)) {}
 
   WorkStatus status() override { return status_.load(std::memory_order_acquire); }
 
-  void wait(std::chrono::milliseconds timeout) override {
+  void abandon(const std::string& reason) override {
+    on_failure_(reason);
+    complete(reason);
+  }
+
+ protected:
+  void wait_until_finished(std::chrono::milliseconds timeout) override {
     // While a caller is blocked here, the engine polls without pausing (see Engine::loop).
     waiters_->fetch_add(1, std::memory_order_relaxed);
     struct Leave {
@@ -75,18 +84,20 @@ class MpiWork final : public Work {
     std::unique_lock<std::mutex> lock(mutex_);
     if (!done_.wait_for(lock, timeout, [&] { return status_ != WorkStatus::kPending; })) {
       lock.unlock();
-      const std::string message = fmt::format("{} did not finish within {} ms", info().describe(), timeout.count());
-      on_timeout_(message);
-      throw CommTimeout(message +
-                        " (a peer rank may have died, hung or skipped this call); the communicator is "
-                        "aborted");
+      const std::string message = fmt::format("{} on communicator '{}' did not finish within {} ms", info().describe(),
+                                              progress().name(), timeout.count());
+      on_failure_(message);
+      throw CommTimeout(message + " (the communicator is aborted)");
     }
     if (status_ == WorkStatus::kFailed) throw CommError(error_);
   }
 
+ public:
+  // The first call decides the outcome: an op the watchdog abandoned stays failed when MPI returns after all.
   void complete(const std::string& error) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      if (status_.load(std::memory_order_relaxed) != WorkStatus::kPending) return;
       error_ = error;
       set_finished_now();
       status_.store(error.empty() ? WorkStatus::kSucceeded : WorkStatus::kFailed, std::memory_order_release);
@@ -95,8 +106,8 @@ class MpiWork final : public Work {
   }
 
  private:
-  std::function<void(const std::string&)> on_timeout_;
-  std::shared_ptr<std::atomic<int>> waiters_;  // the engine's count of blocked callers
+  std::function<void(const std::string&)> on_failure_;  // marks the communicator unusable
+  std::shared_ptr<std::atomic<int>> waiters_;           // the engine's count of blocked callers
   std::mutex mutex_;
   std::condition_variable done_;
   std::atomic<WorkStatus> status_{WorkStatus::kPending};
@@ -347,12 +358,14 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::adopt(MPI_Comm comm, CommOptio
   int* tag_ub = nullptr;
   int found = 0;
   DTRAIN_MPI_CHECK(MPI_Comm_get_attr(comm, MPI_TAG_UB, &tag_ub, &found), context);
-  return std::unique_ptr<MpiCommunicator>(
-      new MpiCommunicator(comm, rank, size, found && tag_ub ? *tag_ub : 32767, std::move(options)));
+  auto progress = Watchdog::track(comm, options.name);
+  return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(comm, rank, size, found && tag_ub ? *tag_ub : 32767,
+                                                              std::move(options), std::move(progress)));
 }
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, int rank, int size, int max_tag, CommOptions options)
-    : Communicator(rank, size, std::move(options)), max_tag_(max_tag) {
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, int rank, int size, int max_tag, CommOptions options,
+                                 std::shared_ptr<CommProgress> progress)
+    : Communicator(rank, size, std::move(options), std::move(progress)), max_tag_(max_tag) {
   engine_ = std::make_shared<Engine>(comm, where());
   engine_->start();
 }
@@ -367,7 +380,7 @@ void MpiCommunicator::check_usable() const {
 
 std::shared_ptr<MpiWork> MpiCommunicator::new_work(const OpInfo& info) {
   return std::make_shared<MpiWork>(
-      info, options().timeout, [engine = engine_](const std::string& why) { engine->mark_broken(why); },
+      info, options().timeout, progress(), [engine = engine_](const std::string& why) { engine->mark_broken(why); },
       engine_->waiters());
 }
 

@@ -43,7 +43,8 @@ class MpiCommunicator final : public Communicator {
   class Engine;
   // Takes ownership of `comm`.
   static std::unique_ptr<MpiCommunicator> adopt(MPI_Comm comm, CommOptions options);
-  MpiCommunicator(MPI_Comm comm, int rank, int size, int max_tag, CommOptions options);
+  MpiCommunicator(MPI_Comm comm, int rank, int size, int max_tag, CommOptions options,
+                  std::shared_ptr<CommProgress> progress);
   std::shared_ptr<MpiWork> new_work(const OpInfo& info);
   // Queues `body` after the cross-rank call check; `body` gets the MPI communicator and what names the op in errors.
   WorkPtr enqueue_collective(const OpInfo& info, std::function<void(MPI_Comm, const OpContext&)> body);

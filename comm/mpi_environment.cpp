@@ -6,6 +6,7 @@
 
 #include "comm/error.h"
 #include "comm/mpi_check.h"
+#include "comm/watchdog.h"
 
 namespace dtrain::comm {
 
@@ -24,9 +25,11 @@ MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
         "starting MPI: this MPI library does not provide MPI_THREAD_MULTIPLE, which dtrain's communication threads "
         "need (Open MPI and MPICH provide it; check how your MPI was built)");
   }
+  Watchdog::start();
 }
 
 MpiEnvironment::~MpiEnvironment() {
+  Watchdog::stop();
   if (owns_mpi_) MPI_Finalize();
 }
 

@@ -12,6 +12,7 @@
 #include "comm/cuda_check.h"
 #include "comm/error.h"
 #include "comm/mpi_check.h"
+#include "comm/watchdog.h"
 
 namespace dtrain::comm {
 
@@ -97,9 +98,9 @@ namespace {
 
 class NcclWork final : public Work {
  public:
-  NcclWork(OpInfo info, std::chrono::milliseconds default_timeout, std::shared_ptr<NcclCommunicator::State> state,
-           cudaEvent_t done)
-      : Work(info, default_timeout), state_(std::move(state)), done_(done) {}
+  NcclWork(OpInfo info, std::chrono::milliseconds default_timeout, std::shared_ptr<CommProgress> progress,
+           std::shared_ptr<NcclCommunicator::State> state, cudaEvent_t done)
+      : Work(info, default_timeout, std::move(progress)), state_(std::move(state)), done_(done) {}
   ~NcclWork() override { cudaEventDestroy(done_); }
 
   WorkStatus status() override {
@@ -117,7 +118,11 @@ class NcclWork final : public Work {
     return WorkStatus::kFailed;
   }
 
-  void wait(std::chrono::milliseconds timeout) override {
+  // The kernels of an op that can never finish are stopped by aborting the communicator (ncclCommAbort).
+  void abandon(const std::string& reason) override { state_->abort(reason); }
+
+ protected:
+  void wait_until_finished(std::chrono::milliseconds timeout) override {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       const WorkStatus now = status();
@@ -132,9 +137,7 @@ class NcclWork final : public Work {
     const std::string message =
         fmt::format("{} on {} did not finish within {} ms", info().describe(), state_->where, timeout.count());
     state_->abort(message);
-    throw CommTimeout(message +
-                      " (a peer rank may have died, hung or skipped this call); the NCCL communicator is "
-                      "aborted");
+    throw CommTimeout(message + " (the NCCL communicator is aborted)");
   }
 
  private:
@@ -181,11 +184,14 @@ std::unique_ptr<NcclCommunicator> NcclCommunicator::create(MPI_Comm bootstrap, i
   if (rank == 0) DTRAIN_NCCL_CHECK(ncclGetUniqueId(&id), context);
   DTRAIN_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, state->control), context);
   DTRAIN_NCCL_CHECK(ncclCommInitRank(&state->comm, size, id, rank), context);
-  return std::unique_ptr<NcclCommunicator>(new NcclCommunicator(std::move(state), rank, size, std::move(options)));
+  auto progress = Watchdog::track(state->control, options.name);
+  return std::unique_ptr<NcclCommunicator>(
+      new NcclCommunicator(std::move(state), rank, size, std::move(options), std::move(progress)));
 }
 
-NcclCommunicator::NcclCommunicator(std::shared_ptr<State> state, int rank, int size, CommOptions options)
-    : Communicator(rank, size, std::move(options)), state_(std::move(state)) {
+NcclCommunicator::NcclCommunicator(std::shared_ptr<State> state, int rank, int size, CommOptions options,
+                                   std::shared_ptr<CommProgress> progress)
+    : Communicator(rank, size, std::move(options), std::move(progress)), state_(std::move(state)) {
   state_->where = where();
 }
 
@@ -228,7 +234,7 @@ WorkPtr NcclCommunicator::launch(const OpInfo& info, bool collective,
     cudaEvent_t done = nullptr;
     DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), what);
     DTRAIN_CUDA_CHECK(cudaEventRecord(done, state_->stream), what);
-    return std::make_shared<NcclWork>(info, options().timeout, state_, done);
+    return std::make_shared<NcclWork>(info, options().timeout, progress(), state_, done);
   } catch (const CommError& e) {
     state_->abort(e.what());
     throw;
@@ -300,7 +306,10 @@ std::unique_ptr<Communicator> NcclCommunicator::do_split(int color, int key, Com
   DTRAIN_MPI_CHECK(MPI_Comm_size(child->control, &size), what);
   DTRAIN_CUDA_CHECK(cudaSetDevice(child->device), what);
   DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&child->stream, cudaStreamNonBlocking), what);
-  return std::unique_ptr<Communicator>(new NcclCommunicator(std::move(child), rank, size, std::move(options)));
+  DTRAIN_MPI_CHECK(MPI_Comm_set_errhandler(child->control, MPI_ERRORS_RETURN), what);
+  auto progress = Watchdog::track(child->control, options.name);
+  return std::unique_ptr<Communicator>(
+      new NcclCommunicator(std::move(child), rank, size, std::move(options), std::move(progress)));
 }
 
 }  // namespace dtrain::comm

@@ -52,7 +52,8 @@ class NcclCommunicator final : public Communicator {
   struct State;  // shared with the Work handles, which abort it on timeout
 
  private:
-  NcclCommunicator(std::shared_ptr<State> state, int rank, int size, CommOptions options);
+  NcclCommunicator(std::shared_ptr<State> state, int rank, int size, CommOptions options,
+                   std::shared_ptr<CommProgress> progress);
   // Verifies the call across ranks (collectives), orders the communicator stream after the input stream, enqueues
   // `call` and returns a Work that polls an event recorded after it.
   WorkPtr launch(const OpInfo& info, bool collective,

@@ -43,6 +43,7 @@ struct OpInfo {
   ReduceOp op = ReduceOp::kSum;
   int peer = -1;  // broadcast root, send destination or recv source
   int tag = 0;
+  std::uint64_t peer_seq = 0;  // point-to-point: the n-th send to (or receive from) `peer` on this communicator
 
   // "allreduce #12 (float32 x 1024, sum)"
   std::string describe() const;

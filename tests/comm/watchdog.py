@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+"""The watchdog end to end (Note [Watchdog]): runs each scenario of watchdog_scenarios under mpirun and checks that the
+job ends as it should, naming the culprit (rank 1), in time: a deadlock from a skipped collective within 5 s, a dead or
+stopped rank within 10 s, a rank that is only late never blamed.
+
+usage: watchdog.py WATCHDOG_SCENARIOS RANKS
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+program, ranks = sys.argv[1], sys.argv[2]
+MPIRUN = ["mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "self,vader,tcp",
+          "-np", ranks]
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+failures = []
+
+# scenario, extra flags, expected exit (0 or "non-zero"), texts the output must hold, limit on the first report (s)
+CASES = [
+    ("skip", [], "non-zero", ["deadlock, no rank can proceed", "rank 1 waits in recv #0 (float32 x 1000 from rank 0, "
+                              "tag 7) on 'world'", "rank 0 waits in allreduce #1 (float32 x 1000, sum) on 'world'"], 5),
+    ("skip-pipeline", [], "non-zero", ["deadlock, no rank can proceed", "in allreduce #0 (float32 x 1000, sum) on "
+                                       "'pair'", "rank 1 waits in recv #0"], 5),
+    ("late", [], 0, ["watchdog_scenarios: ok"], None),
+    ("timeout", ["--timeout-ms", "1500"], "non-zero",
+     ["allreduce #1 (float32 x 1000, sum) on communicator 'world' did not finish within 1500 ms",
+      "rank 1 has not arrived: rank 1 is not waiting on any communication"], 5),
+    ("stopped", [], "non-zero", ["rank 1 does not answer"], 10),
+    ("killed", [], "non-zero", ["rank 1", "signal 9"], None),
+    ("throws", [], "non-zero", ["rank 1 failed after", "a planted failure"], None),
+    ("mismatch", [], "non-zero", ["collective mismatch", "rank 1 called allreduce #1 (float32 x 999, sum)"], 1),
+]
+
+print(f"{'scenario':<15} {'exit':>5} {'first report s':>15} {'job ended s':>12}")
+for scenario, flags, exit_code, texts, report_limit in CASES:
+    start = time.monotonic()
+    result = subprocess.run(MPIRUN + [program, "--scenario", scenario, *flags], env=ENV, capture_output=True,
+                            text=True, timeout=120)
+    wall = time.monotonic() - start
+    output = result.stdout + result.stderr
+    reports = [float(s) for s in re.findall(r"failed after ([0-9.]+) s", output)]
+    first = min(reports) if reports else None
+    print(f"{scenario:<15} {result.returncode:>5} {first if first is not None else '-':>15} {wall:>12.1f}")
+    problems = []
+    if exit_code == 0 and result.returncode != 0:
+        problems.append(f"exit {result.returncode}, expected 0")
+    if exit_code != 0 and result.returncode == 0:
+        problems.append("exit 0, expected a failure")
+    problems += [f"no '{text}' in the output" for text in texts if text not in output]
+    if report_limit is not None and (first is None or first > report_limit):
+        problems.append(f"first report after {first} s, limit {report_limit} s")
+    if exit_code != 0 and wall > 10:
+        problems.append(f"the job took {wall:.1f} s to end, limit 10 s")
+    if problems:
+        failures.append(scenario)
+        print(f"FAIL {scenario}: " + "; ".join(problems) + "\n" + output)
+
+sys.exit(1 if failures else 0)
