@@ -130,6 +130,7 @@ std::string CheckpointStore::save(comm::Communicator& comm, const CheckpointCont
     try {
       nlohmann::json meta = {{"format", kFormat},
                              {"model", contents.model_name},
+                             {"optimizer", contents.optimizer_kind},
                              {"world_size", comm.size()},
                              {"step", progress.step},
                              {"epoch", progress.epoch},
@@ -207,6 +208,10 @@ TrainingProgress load_checkpoint(comm::Communicator& comm, const std::string& pa
   if (meta["model"] != contents.model_name) {
     fail(fmt::format("it holds model '{}', this run trains '{}'", meta["model"].get<std::string>(),
                      contents.model_name));
+  }
+  if (contents.optimizer != nullptr && meta.value("optimizer", "") != contents.optimizer_kind) {
+    fail(fmt::format("it holds the state of optimizer '{}', this run uses '{}'", meta.value("optimizer", ""),
+                     contents.optimizer_kind));
   }
   if (meta["world_size"] != comm.size()) {
     fail(fmt::format("it was written by {} ranks, this run has {}; resume with the same number of ranks",

@@ -40,6 +40,7 @@ struct CheckpointContents {
   std::vector<NamedTensor> parameters;  // written from / read into these tensors
   std::vector<NamedTensor> buffers;
   torch::optim::Optimizer* optimizer = nullptr;
+  std::string optimizer_kind;  // "sgd", "adam", ...: a checkpoint of another optimizer is refused by name
 };
 
 class CheckpointStore {

@@ -18,6 +18,22 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
+// "job.cfg:7", the first line of the config file that sets `option` (Boost names it with or without dashes), or
+// "job.cfg" if no line does.
+std::string where_in_file(const std::string& file, std::string option) {
+  option.erase(0, option.find_first_not_of('-'));
+  std::ifstream in(file);
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::size_t start = line.find_first_not_of(" \t");
+    if (start != std::string::npos && line.compare(start, option.size(), option) == 0) {
+      const std::size_t after = line.find_first_not_of(" \t", start + option.size());
+      if (after == std::string::npos || line[after] == '=') return fmt::format("{}:{}", file, number);
+    }
+  }
+  return file;
+}
+
 }  // namespace
 
 ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
@@ -50,6 +66,8 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "prefetch-depth", po::value(&d.prefetch_depth)->default_value(d.prefetch_depth), "batches read ahead per rank")(
       "read-mode", po::value(&d.read_mode)->default_value(d.read_mode), "independent | collective (MPI-IO)")(
       "drop-last", po::bool_switch(&d.drop_last), "drop the tail of each epoch instead of padding it")(
+      "verify-data", po::bool_switch(&d.verify),
+      "read every shard once before training and check its CRC-32s against the manifest (finds corrupt copies)")(
       "seed", po::value(&d.seed)->default_value(d.seed), "seed of the sample order and of the model's initial weights")(
       "data-fraction", po::value(&d.fraction)->default_value(d.fraction), "use this fraction of each dataset")(
       "inputs", po::value(&d.inputs)->default_value(d.inputs), "name of the input dataset in the shards")(
@@ -158,7 +176,11 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       std::ifstream in(file);
       require(in.good(), fmt::format("--config: cannot read {}", file));
       // Relative data paths in a config file are relative to the file's folder, so a job folder can be moved.
-      po::store(po::parse_config_file(in, all), vm);
+      try {
+        po::store(po::parse_config_file(in, all), vm);
+      } catch (const po::error_with_option_name& e) {
+        throw std::invalid_argument(fmt::format("--config {}: {}", where_in_file(file, e.get_option_name()), e.what()));
+      }
     }
     if (vm.count("help")) {
       std::ostringstream help;

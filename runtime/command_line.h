@@ -17,6 +17,7 @@ struct DataOptions {
   int prefetch_depth = 4;
   std::string read_mode = "independent";  // independent | collective
   bool drop_last = false;
+  bool verify = false;  // check every shard's CRC-32s against the manifest before training
   std::uint64_t seed = 0;
   double fraction = 1.0;           // use this fraction of each dataset (quick validation)
   std::string inputs = "images";   // dataset names in the shards

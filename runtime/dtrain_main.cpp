@@ -103,6 +103,23 @@ std::int64_t total_parameters(runtime::TrainableModel& model, const runtime::Par
   return count.item<std::int64_t>();
 }
 
+// The model is built for the training samples: evaluation data of another shape or class count is refused up front
+// instead of failing inside the model's first layer.
+void check_same_kind_of_samples(const runtime::CommandLine& options, runtime::DataFeed& train,
+                                runtime::DataFeed& eval) {
+  if (eval.sample_shape() != train.sample_shape()) {
+    throw std::invalid_argument(
+        fmt::format("--eval-data {}: '{}' samples have shape [{}], but --train-data {} has [{}]", options.data.eval_dir,
+                    options.data.inputs, fmt::join(eval.sample_shape(), ", "), options.data.train_dir,
+                    fmt::join(train.sample_shape(), ", ")));
+  }
+  if (eval.classes() != train.classes()) {
+    throw std::invalid_argument(fmt::format("--eval-data {}: {} classes, but --train-data {} has {}",
+                                            options.data.eval_dir, eval.classes(), options.data.train_dir,
+                                            train.classes()));
+  }
+}
+
 int train(const runtime::CommandLine& options, const comm::Topology& topology) {
   torch::set_num_threads(options.threads);
   comm::CommOptions comm_options;
@@ -125,11 +142,13 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
   feed.inputs = options.data.inputs;
   feed.targets = options.data.targets;
   feed.drop_last = options.data.drop_last;
+  feed.verify_checksums = options.data.verify;
   // The replicas of each stage share out the samples; the stages of one replica read the same batches.
   auto train_feed = runtime::make_hdf5_feed(options.data.train_dir, feed, /*evaluation=*/false, *grid.data);
   std::unique_ptr<runtime::DataFeed> eval_feed;
   if (!options.data.eval_dir.empty()) {
     eval_feed = runtime::make_hdf5_feed(options.data.eval_dir, feed, /*evaluation=*/true, *grid.data);
+    check_same_kind_of_samples(options, *train_feed, *eval_feed);
   }
 
   const std::unique_ptr<runtime::TrainableModel> model = make_model(options, *train_feed, grid, *comm);
@@ -207,6 +226,11 @@ int main(int argc, char** argv) {
     const auto topology = dtrain::comm::Topology::discover(MPI_COMM_WORLD);
     if (!launch_is_consistent(parsed.options, topology)) return 2;
     return parsed.options.dry_run ? dry_run(parsed.options, topology) : train(parsed.options, topology);
+  } catch (const c10::Error& e) {
+    // LibTorch's own message without its C++ backtrace, which only LibTorch's developers can read.
+    std::fprintf(stderr, "dtrain: error on rank %d: %s\n", rank, e.what_without_backtrace());
+    std::fflush(stderr);
+    dtrain::comm::MpiEnvironment::abort_job(1);
   } catch (const std::exception& e) {
     // After start-up the ranks may be anywhere (one waiting in a collective for another that failed): end them all.
     std::fprintf(stderr, "dtrain: error on rank %d: %s\n", rank, e.what());

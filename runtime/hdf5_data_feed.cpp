@@ -87,6 +87,7 @@ std::unique_ptr<DataFeed> make_hdf5_feed(const std::string& folder, const Hdf5Fe
                                          comm::Communicator& comm) {
   io::ReadOptions read;
   read.collective = options.collective;
+  read.verify_checksums = options.verify_checksums;
   // The prefetch thread reads collectively on its own duplicate of the world, apart from the trainer's traffic.
   read.comm = MPI_COMM_WORLD;
   const bool next_token = options.targets == kNextTokenTargets;

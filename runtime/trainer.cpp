@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -87,8 +88,9 @@ struct Trainer::Impl {
   std::int64_t total_steps = 0;
   // Progress, saved in checkpoints.
   std::int64_t step = 0;
-  std::int64_t epoch = 0;  // the epoch being trained (or the next one to start)
-  bool mid_epoch = false;  // `train` stands inside `epoch` (a resume or a stop by --max-steps)
+  std::int64_t skipped_steps = 0;  // by this run, not saved
+  std::int64_t epoch = 0;          // the epoch being trained (or the next one to start)
+  bool mid_epoch = false;          // `train` stands inside `epoch` (a resume or a stop by --max-steps)
   double best_metric = NAN;
   std::int64_t epochs_without_improvement = 0;
   std::string last_checkpoint;
@@ -104,7 +106,9 @@ struct Trainer::Impl {
         scaler(o.scaler),
         memory(o.memory_warn_gb) {}
 
-  CheckpointContents contents() { return {model.name(), model.parameters(), model.buffers(), optimizer.get()}; }
+  CheckpointContents contents() {
+    return {model.name(), model.parameters(), model.buffers(), optimizer.get(), o.optimizer.kind};
+  }
   void save_checkpoint();
   void maybe_resume();
   std::string resume_path();
@@ -117,6 +121,7 @@ struct Trainer::Impl {
   double data_parallel_passes(const std::vector<Batch>& batches, StepTimes& times);
   double pipeline_passes(const std::vector<Batch>& batches, StepTimes& times);
   void optimizer_step(double local_loss);
+  std::string where_losses_were_not_finite(double local_loss);
 };
 
 at::Tensor Trainer::Impl::forward(const at::Tensor& inputs) {
@@ -426,6 +431,7 @@ TrainResult Trainer::run() {
   }
   s.save_checkpoint();
   result.steps = s.step;
+  result.skipped_steps = s.skipped_steps;
   result.seconds = seconds_since(start);
   at::Tensor peak = at::tensor({current_memory().peak_gb}, at::kDouble);
   s.comm.allreduce(peak, comm::ReduceOp::kMax)->wait();
@@ -490,6 +496,20 @@ double Trainer::Impl::pipeline_passes(const std::vector<Batch>& batches, StepTim
   return stats.loss;
 }
 
+// Collective over the world, on the way to an error only: "the loss was nan on rank 1" or, if every rank's loss was
+// finite, that a gradient overflowed.
+std::string Trainer::Impl::where_losses_were_not_finite(double local_loss) {
+  at::Tensor losses = at::empty({comm.size()}, at::kDouble);
+  comm.allgather(losses, at::tensor({local_loss}, at::kDouble))->wait();
+  std::vector<std::string> ranks;
+  for (int r = 0; r < comm.size(); ++r) {
+    const double loss = losses[r].item<double>();
+    if (!std::isfinite(loss)) ranks.push_back(fmt::format("{} on rank {}", loss, r));
+  }
+  if (ranks.empty()) return "the loss was finite on every rank, a gradient overflowed";
+  return fmt::format("the loss was {}", fmt::join(ranks, ", "));
+}
+
 void Trainer::Impl::optimizer_step(double local_loss) {
   // The decision is taken from the reduced gradients, which are identical on every rank (Note [Loss scale agreement]).
   bool found_inf =
@@ -505,10 +525,10 @@ void Trainer::Impl::optimizer_step(double local_loss) {
   }
   if (found_inf && !scaler.enabled() && !o.skip_non_finite) {
     throw std::runtime_error(fmt::format(
-        "non-finite gradient at step {} (rank {}: its loss was {}); stopping on every rank (use --skip-non-finite to "
-        "skip such steps instead)",
-        step, comm.rank(), local_loss));
+        "non-finite gradient at step {}: {}; stopping on every rank (use --skip-non-finite to skip such steps instead)",
+        step, where_losses_were_not_finite(local_loss)));
   }
+  if (found_inf) ++skipped_steps;
   if (!found_inf) {
     if (o.clip_grad_norm > 0 && norm > o.clip_grad_norm) reducer->scale_gradients(o.clip_grad_norm / (norm + 1e-6));
     set_learning_rate(*optimizer, lr->lr_at(step));

@@ -63,6 +63,7 @@ struct TrainResult {
   double peak_memory_gb = 0;       // highest resident memory of any rank
   int peak_live_activations = 0;   // pipeline: the most micro-batches any stage held at once
   bool stopped_by_signal = false;  // stop_on_signal: a rank got SIGUSR1 or SIGTERM (the checkpoint is written)
+  std::int64_t skipped_steps = 0;  // steps whose gradients were not finite (loss scaling, or skip_non_finite)
   std::string last_checkpoint;
 };
 

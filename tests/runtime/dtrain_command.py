@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The dtrain command end to end at 2 ranks: a TorchScript model (made with torch.jit.script) trains on shards made
-from an h5py file and learns; --dry-run prints the rank table; bad options and bad data end every rank with one clear
-error line and a non-zero exit, without hanging.
+from an h5py file and learns; pipelines of the built-in MLP and of TorchScript stage modules learn; --dry-run prints
+the rank table. Bad input has its own catalogue, bad_inputs.py.
 
 usage: dtrain_command.py DTRAIN DTRAIN_SHARD SCRATCH_FOLDER
 """
@@ -94,33 +94,6 @@ check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accu
 result = run_dtrain("--dry-run")
 check(result.returncode == 0 and "local rank" in result.stdout and result.stdout.count("cpu") == 2,
       "--dry-run prints one table row per rank", result.stdout + result.stderr)
-
-if not os.path.exists("/dev/nvidia0"):  # on a machine without GPUs, the NCCL launch check must refuse
-    result = run_dtrain("--dry-run", "--backend", "nccl")
-    check(result.returncode != 0 and "runs 2 ranks but sees 0 CUDA devices" in result.stderr,
-          "--dry-run --backend nccl without GPUs names the missing devices", result.stderr)
-
-# Bad input: one line from dtrain naming the problem, a non-zero exit, no hang (the timeout would raise).
-for args, expected in [
-    (["--model", "mlp", "--epochs", "0", *common], "--epochs must be >= 1 (got 0)"),
-    (["--model", "transformer", *common], "unknown model 'transformer' (known: char-transformer, cnn, mlp)"),
-    (["--model", "mlp", "--pipeline-stages", "3", *common], "--pipeline-stages 3 does not divide the 2 ranks"),
-    (["--pipeline-schedule", "interleaved", *common], "--pipeline-schedule: 'interleaved' is not 1f1b or gpipe"),
-    (["--micro-batches", "2", "--grad-accumulation", "3", *common],
-     "--micro-batches 2 and --grad-accumulation 3 are the same setting"),
-    (["--stage-modules", model, "--pipeline-stages", "2", *common], "--stage-modules names 1 files for"),
-    (["--torchscript", model, "--pipeline-stages", "2", *common], "--torchscript cannot be cut into stages"),
-    (["--model", "char-transformer", "--train-data", data, "--inputs", "features", "--targets", "next-token"],
-     "--targets next-token needs 'features' to hold integer token sequences"),
-    (["--lr", "fast", *common], "the argument ('fast') for option '--lr' is invalid"),
-    (["--model", "mlp", "--train-data", os.path.join(scratch, "nowhere")], "no such dataset folder"),
-    (["--model", "mlp", *common[:-2], "--progress", "sometimes"], "--progress: 'sometimes' is not one of"),
-    (["--torchscript", os.path.join(scratch, "missing.pt"), *common], "missing.pt does not exist"),
-]:
-    result = run_dtrain(*args)
-    lines = [line for line in result.stderr.splitlines() if line.startswith("dtrain")]
-    check(result.returncode != 0 and len(lines) >= 1 and expected in lines[0],
-          f"bad input {args[:2]} fails with: {expected}", result.stderr)
 
 shutil.rmtree(scratch, ignore_errors=True)
 sys.exit(1 if failures else 0)

@@ -56,7 +56,8 @@ TEST_F(CheckpointTest, RoundTripRestoresModelOptimizerProgressAndEachRanksRng) {
   torch::optim::Adam optimizer(model->parameters(), 0.01);
   train_a_step(model, optimizer);
   torch::manual_seed(100 + comm_->rank());
-  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &optimizer};
+  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &optimizer,
+                              "adam"};
   TrainingProgress progress;
   progress.step = 42;
   progress.epoch = 3;
@@ -77,7 +78,7 @@ TEST_F(CheckpointTest, RoundTripRestoresModelOptimizerProgressAndEachRanksRng) {
   auto restored = make_model(5);
   torch::optim::Adam restored_optimizer(restored->parameters(), 0.01);
   CheckpointContents into{"tiny", named(restored->named_parameters()), named(restored->named_buffers()),
-                          &restored_optimizer};
+                          &restored_optimizer, "adam"};
   const TrainingProgress back = load_checkpoint(*comm_, path, into);
   EXPECT_EQ(back.step, 42);
   EXPECT_EQ(back.epoch, 3);
@@ -92,7 +93,7 @@ TEST_F(CheckpointTest, RoundTripRestoresModelOptimizerProgressAndEachRanksRng) {
 
 TEST_F(CheckpointTest, KeepsOnlyTheNewestAndFindsTheLatest) {
   auto model = make_model(3);
-  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr};
+  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr, ""};
   CheckpointStore store(folder_, 2);
   for (std::int64_t step : {5, 10, 15}) {
     TrainingProgress progress;
@@ -106,11 +107,11 @@ TEST_F(CheckpointTest, KeepsOnlyTheNewestAndFindsTheLatest) {
 
 TEST_F(CheckpointTest, AnotherModelIsRefusedWithTheDifferenceNamed) {
   auto model = make_model(3);
-  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr};
+  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr, ""};
   CheckpointStore store(folder_, 1);
   const std::string path = store.save(*comm_, contents, TrainingProgress{});
   auto wider = make_model(4);
-  CheckpointContents other{"tiny", named(wider->named_parameters()), named(wider->named_buffers()), nullptr};
+  CheckpointContents other{"tiny", named(wider->named_parameters()), named(wider->named_buffers()), nullptr, ""};
   try {
     load_checkpoint(*comm_, path, other);
     FAIL() << "a checkpoint of another shape must be refused";
@@ -124,9 +125,26 @@ TEST_F(CheckpointTest, AnotherModelIsRefusedWithTheDifferenceNamed) {
   EXPECT_THROW(load_checkpoint(*comm_, folder_ + "/missing.pt", contents), CheckpointError);
 }
 
+TEST_F(CheckpointTest, AnotherOptimizerIsRefusedByName) {
+  auto model = make_model(3);
+  torch::optim::SGD sgd(model->parameters(), 0.1);
+  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &sgd, "sgd"};
+  CheckpointStore store(folder_, 1);
+  const std::string path = store.save(*comm_, contents, TrainingProgress{});
+  torch::optim::Adam adam(model->parameters(), 0.1);
+  CheckpointContents other{"tiny", named(model->named_parameters()), named(model->named_buffers()), &adam, "adam"};
+  try {
+    load_checkpoint(*comm_, path, other);
+    FAIL() << "a checkpoint of another optimizer must be refused";
+  } catch (const CheckpointError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "checkpoint " + path + ": it holds the state of optimizer 'sgd', this run uses 'adam'");
+  }
+}
+
 TEST_F(CheckpointTest, AFullDiskKeepsThePreviousCheckpointOnEveryRank) {
   auto model = make_model(64);
-  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr};
+  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr, ""};
   CheckpointStore store(folder_, 3);
   TrainingProgress progress;
   progress.step = 1;
