@@ -354,7 +354,28 @@ class WatchdogState {
       return fmt::format("; {} {} not arrived: {}", format_ranks(missing), missing.size() == 1 ? "has" : "have",
                          join(parts, "; "));
     }
-    return "; every rank it waits for has issued its side of it (the network or the MPI library is stuck)";
+    return "; every rank it waits for has issued its side of it" + compare_histories(b, waits) +
+           " (the network or the MPI library is stuck)";
+  }
+
+  // For a collective every member has reached: whether the members' running fingerprints of their collectives agree.
+  // With CommOptions::verify_calls off, a rank that called a different sequence of collectives shows only here.
+  std::string compare_histories(const BlockedOp& b, Waits& waits) {
+    if (b.op.type == OpType::kSend || b.op.type == OpType::kRecv) return "";
+    waits.answers[world_rank_] = local_answer(b.comm, -1);
+    // Fingerprints compare only at the same count: a rank that has already issued later collectives differs anyway.
+    std::map<std::uint64_t, std::vector<int>> ranks_by_history;
+    for (const auto& [rank, answer] : waits.answers) {
+      if (answer.progress.collectives != b.op.seq + 1) return "";
+      ranks_by_history[answer.progress.history].push_back(rank);
+    }
+    if (ranks_by_history.size() == 1) return "";
+    std::vector<std::string> groups;
+    for (const auto& [history, ranks] : ranks_by_history) {
+      groups.push_back(fmt::format("{} with fingerprint {:016x}", format_ranks(ranks), history));
+    }
+    return fmt::format(", but the ranks called different sequences of collectives up to #{}: {}", b.op.seq,
+                       join(groups, "; "));
   }
 
   // Follows the waits-for graph from `start` (see Note [Watchdog]).
