@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -348,7 +349,9 @@ TEST_F(MpiCommunicatorTest, InvalidCallsAreRejectedBeforeAnyCommunication) {
                CommError);
   EXPECT_THROW(comm_->send(tensor, rank_, 0), CommError);
   EXPECT_THROW(comm_->send(tensor, (rank_ + 1) % size_, -1), CommError);
-  EXPECT_THROW(comm_->send(tensor, (rank_ + 1) % size_, comm_->max_tag() + 1), CommError);
+  if (comm_->max_tag() < std::numeric_limits<int>::max()) {  // Open MPI allows every non-negative int
+    EXPECT_THROW(comm_->send(tensor, (rank_ + 1) % size_, comm_->max_tag() + 1), CommError);
+  }
   EXPECT_THROW(comm_->allreduce(at::ones({4, 4}, at::kFloat).t(), ReduceOp::kSum), CommError);
   EXPECT_THROW(comm_->allreduce(at::ones({4}, at::kBool), ReduceOp::kSum), CommError);
   // None of them reached the other ranks: the communicator is still in step.

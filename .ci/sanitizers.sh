@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The sanitizer builds of CI: the unit tests and the 2-rank tests under AddressSanitizer + UndefinedBehaviorSanitizer,
+# and the tests of the communication threads (the MPI communicator's engine, the watchdog, the reducer's overlap with
+# backward) under ThreadSanitizer. Each in its own build folder next to build/ (DTRAIN_SANITIZER_BUILD_ROOT). Exit
+# code: the first failing ctest's. Suppressions (.ci/sanitizers/) cover only code outside dtrain: Open MPI, LibTorch.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+builds=${DTRAIN_SANITIZER_BUILD_ROOT:-$root}
+bash "$root/.ci/setup-debian.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# OpenMP threads in LibTorch are invisible to the sanitizers' view of synchronization: keep them out.
+export OMP_NUM_THREADS=1
+
+configure() {  # build folder, sanitizer
+  cmake -S "$root" -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTRAIN_SANITIZE="$2" -DDTRAIN_BUILD_BENCH=OFF \
+    > /dev/null
+}
+
+asan="$builds/build-asan"
+configure "$asan" address,undefined
+cmake --build "$asan"
+asan_options="abort_on_error=1:suppressions=$root/.ci/sanitizers/asan.supp"
+export LSAN_OPTIONS="suppressions=$root/.ci/sanitizers/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$root/.ci/sanitizers/ubsan.supp"
+# Leaks are checked in the single-process tests only: Open MPI unloads its plugins at MPI_Finalize, so what they keep
+# until exit shows as leaks from "<unknown module>" that no suppression can name.
+(cd "$asan" && ASAN_OPTIONS="detect_leaks=1:$asan_options" ctest --output-on-failure --timeout 600 -L unit &&
+  ASAN_OPTIONS="detect_leaks=0:$asan_options" ctest --output-on-failure --timeout 600 -R '_np2$')
+
+tsan="$builds/build-tsan"
+configure "$tsan" thread
+tsan_tests="test_mpi_communicator test_progress test_reducer watchdog_scenarios"
+cmake --build "$tsan" --target $tsan_tests
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/.ci/sanitizers/tsan.supp"
+(cd "$tsan" && ctest --output-on-failure --timeout 600 -R '^(test_mpi_communicator_np2|test_progress|test_reducer_np2|test_watchdog_np2)$')
