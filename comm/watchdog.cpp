@@ -131,6 +131,9 @@ class WatchdogState {
 
   void track(const std::shared_ptr<CommProgress>& progress) {
     std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = comms_.begin(); it != comms_.end();) {  // forget communicators that are gone
+      it = it->second.expired() ? comms_.erase(it) : std::next(it);
+    }
     comms_[progress->id()] = progress;
   }
 

@@ -178,6 +178,9 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
         std::printf(", eval %.3f bits per token", result.last_eval.loss / std::log(2.0));
       }
     }
+    if (result.skipped_steps > 0) {
+      std::printf(", %lld steps skipped (non-finite gradients)", static_cast<long long>(result.skipped_steps));
+    }
     std::printf(", peak memory %.2f GB per rank%s\n", result.peak_memory_gb,
                 result.stopped_early ? " (stopped early)" : "");
     if (options.quick_validation) {
