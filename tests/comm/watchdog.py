@@ -12,10 +12,9 @@ import sys
 import time
 
 program, ranks = sys.argv[1], sys.argv[2]
-MPIRUN = ["mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "self,vader,tcp",
-          "-np", ranks]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-failures = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from script_checks import ENV, failures, finish, mpirun  # noqa: E402
+MPIRUN = mpirun(ranks)
 
 # scenario, extra flags, expected exit (0 or "non-zero"), texts the output must hold, limit on the first report (s)
 CASES = [
@@ -57,4 +56,4 @@ for scenario, flags, exit_code, texts, report_limit in CASES:
         failures.append(scenario)
         print(f"FAIL {scenario}: " + "; ".join(problems) + "\n" + output)
 
-sys.exit(1 if failures else 0)
+finish()

@@ -17,13 +17,8 @@ import numpy as np
 shard_tool, scratch = sys.argv[1], sys.argv[2]
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
-failures = []
-
-
-def check(condition, what):
-    print(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        failures.append(what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from script_checks import check, finish  # noqa: E402
 
 
 def run(*args):
@@ -92,4 +87,4 @@ check(bad.returncode != 0 and "manifest.json: missing" in bad.stderr and bad.std
       "verify: a folder without a manifest is one clear error line")
 
 shutil.rmtree(scratch, ignore_errors=True)
-sys.exit(1 if failures else 0)
+finish()

@@ -20,17 +20,12 @@ import torch
 dtrain, shard_tool, scratch = sys.argv[1:4]
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-failures = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from script_checks import ENV, failures, finish, mpirun  # noqa: E402
 
 
 def path(*parts):
     return os.path.join(scratch, *parts)
-
-
-def mpirun(ranks):
-    return ["mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "self,vader,tcp",
-            "-np", str(ranks)]
 
 
 def run(args, ranks=2, env=None, launcher=True):
@@ -233,4 +228,4 @@ if can_mount:
     subprocess.run(["umount", small_disk])
 print(f"{len(CASES) - len(failures)} of {len(CASES)} kinds of bad input handled")
 shutil.rmtree(scratch, ignore_errors=True)
-sys.exit(1 if failures else 0)
+finish()

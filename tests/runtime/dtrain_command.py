@@ -17,17 +17,9 @@ import torch
 dtrain, shard_tool, scratch = sys.argv[1:4]
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
-failures = []
-MPIRUN = ["mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "self,vader,tcp",
-          "-np", "2"]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-
-
-def check(condition, what, detail=""):
-    print(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        print(detail)
-        failures.append(what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from script_checks import ENV, check, finish, mpirun  # noqa: E402
+MPIRUN = mpirun(2)
 
 
 def run_dtrain(*args):
@@ -96,4 +88,4 @@ check(result.returncode == 0 and "local rank" in result.stdout and result.stdout
       "--dry-run prints one table row per rank", result.stdout + result.stderr)
 
 shutil.rmtree(scratch, ignore_errors=True)
-sys.exit(1 if failures else 0)
+finish()

@@ -19,17 +19,9 @@ import time
 dtrain, shard_tool, scratch = sys.argv[1:4]
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-MPIRUN = ["mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "self,vader,tcp",
-          "-np", "2"]
-failures = []
-
-
-def check(condition, what, detail=""):
-    print(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        print(detail)
-        failures.append(what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from script_checks import ENV, check, finish, mpirun  # noqa: E402
+MPIRUN = mpirun(2)
 
 
 def path(*parts):
@@ -107,4 +99,4 @@ check(crc(full.stdout) is not None and crc(full.stdout) == crc(resumed.stdout),
       f"the final weights equal the uninterrupted run's (crc32 {crc(full.stdout)} vs {crc(resumed.stdout)})")
 
 shutil.rmtree(scratch, ignore_errors=True)
-sys.exit(1 if failures else 0)
+finish()

@@ -16,14 +16,8 @@ import matplotlib.image
 report, scratch = sys.argv[1:3]
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
-failures = []
-
-
-def check(condition, what, detail=""):
-    print(("ok   " if condition else "FAIL ") + what)
-    if not condition:
-        print(detail)
-        failures.append(what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from script_checks import check, finish  # noqa: E402
 
 
 def train(step, step_ms, samples_per_s, loss):
@@ -70,4 +64,4 @@ result = subprocess.run([report, os.path.join(scratch, "missing.jsonl")], captur
 check(result.returncode == 2 and "cannot read" in result.stderr, "a missing file is one clear error", result.stderr)
 
 shutil.rmtree(scratch, ignore_errors=True)
-sys.exit(1 if failures else 0)
+finish()
