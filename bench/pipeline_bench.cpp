@@ -16,7 +16,7 @@
 #include "bench/summary.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
-#include "runtime/pipeline_engine.h"
+#include "runtime/pipeline/pipeline_engine.h"
 
 namespace po = boost::program_options;
 using namespace dtrain;

@@ -18,7 +18,7 @@
 #include "bench/summary.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
-#include "runtime/distributed_data_parallel.h"
+#include "runtime/data_parallel/distributed_data_parallel.h"
 
 namespace po = boost::program_options;
 using namespace dtrain;

@@ -6,7 +6,7 @@ include(CMakePackageConfigHelpers)
 
 install(TARGETS dtrain EXPORT dtrainTargets LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(TARGETS dtrain-bin dtrain-shard RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(PROGRAMS ${PROJECT_SOURCE_DIR}/runtime/dtrain_report.py DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME dtrain-report)
+install(PROGRAMS ${PROJECT_SOURCE_DIR}/runtime/app/dtrain_report.py DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME dtrain-report)
 foreach(folder comm sampler io runtime jobs)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${folder} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dtrain
           FILES_MATCHING PATTERN "*.h")

@@ -5,7 +5,7 @@
 //
 // Note [Equal step counts]
 // Every rank gets the same number of batches in an epoch, and batch k has the same size on every rank. The trainer
-// and runtime/data_feed.h rely on it: every batch ends in collectives (the gradient allreduce, metric sums), so a
+// and runtime/data/data_feed.h rely on it: every batch ends in collectives (the gradient allreduce, metric sums), so a
 // rank with one batch more than the others would wait forever. The sampler guarantees it by construction: the global
 // order is padded (repeating its first indices) or cut (drop_last) to a multiple of the world size, so every rank
 // holds the same number of samples, and every rank cuts them into batches by the same rule (full batches of

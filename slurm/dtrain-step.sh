@@ -12,7 +12,7 @@
 # its local rank from MPI (never from SLURM_PROCID), and a GPU rank uses CUDA device <local rank>, so one task per GPU
 # means --ntasks-per-node = --gpus-per-node. Run the same command with --dry-run to print and check that table.
 #
-# Stopping and requeueing (Note [Stopping on a signal] in runtime/stop_request.h): `#SBATCH --signal=B:USR1@<s>`
+# Stopping and requeueing (Note [Stopping on a signal] in runtime/training/stop_request.h): `#SBATCH --signal=B:USR1@<s>`
 # sends SIGUSR1 to this shell <s> seconds before the time limit, and preemption or scancel sends SIGTERM; either is
 # passed on to the ranks as SIGUSR1, they agree to stop at the next step, write a checkpoint and exit with 75, and
 # this script then runs `scontrol requeue`. The requeued job starts this script again; with --resume auto (add it to

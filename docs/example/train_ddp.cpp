@@ -7,7 +7,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
-#include "runtime/distributed_data_parallel.h"
+#include "runtime/data_parallel/distributed_data_parallel.h"
 
 int main(int argc, char** argv) {
   dtrain::comm::MpiEnvironment mpi(&argc, &argv);

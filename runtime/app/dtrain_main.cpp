@@ -1,0 +1,243 @@
+// The `dtrain` command: train a built-in model or a TorchScript module on sharded HDF5 data, data-parallel over every
+// rank that mpirun or srun started. Errors end every rank with one line naming the problem and a non-zero exit.
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+#include <zlib.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "comm/launch_check.h"
+#include "comm/mpi_environment.h"
+#include "comm/topology.h"
+#include "comm/world.h"
+#include "jobs/model_registry.h"
+#include "runtime/app/command_line.h"
+#include "runtime/data/hdf5_data_feed.h"
+#include "runtime/training/parallel_grid.h"
+#include "runtime/pipeline/pipeline_partition.h"
+#include "runtime/training/stop_request.h"
+#include "runtime/model/torch_compat.h"
+#include "runtime/training/trainer.h"
+
+namespace {
+
+using namespace dtrain;
+
+// Collective: every rank checks what the launcher started against what MPI sees; a rank with a problem names it,
+// and every rank returns false if any rank has one.
+bool launch_is_consistent(const runtime::CommandLine& options, const comm::Topology& topology) {
+  const comm::Backend backend = comm::parse_backend(options.backend);
+  const std::string problem = comm::check_launch(
+      topology, backend, backend == comm::Backend::kNccl ? comm::visible_cuda_devices() : 0, std::getenv);
+  if (!problem.empty()) std::fprintf(stderr, "dtrain: error on rank %d: %s\n", topology.world_rank, problem.c_str());
+  int bad = problem.empty() ? 0 : 1;
+  MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return bad == 0;
+}
+
+int dry_run(const runtime::CommandLine& options, const comm::Topology& topology) {
+  const comm::Backend backend = comm::parse_backend(options.backend);
+  const std::string table = comm::format_rank_table(topology, comm::device_label(backend, topology), MPI_COMM_WORLD);
+  if (topology.world_rank == 0) {
+    std::printf("dtrain dry run: %d ranks on %d nodes, backend %s\n%s", topology.world_size, topology.node_count,
+                options.backend.c_str(), table.c_str());
+    std::printf("dtrain dry run: checked: the launcher and MPI agree on %d ranks%s\n", topology.world_size,
+                backend == comm::Backend::kNccl ? ", one visible GPU per rank on every node" : "");
+  }
+  return 0;
+}
+
+// This rank's model: the whole model, or its pipeline stage (a slice of the built-in model balanced by parameters or
+// measured time, or the stage's own TorchScript file). Every rank seeds alike, so the slices of one full model fit.
+std::unique_ptr<runtime::TrainableModel> make_model(const runtime::CommandLine& options, runtime::DataFeed& feed,
+                                                    const runtime::ParallelGrid& grid, comm::Communicator& world) {
+  torch::manual_seed(options.data.seed);
+  if (!options.pipeline.stage_modules.empty() || !options.torchscript.empty()) {
+    runtime::compat::prepare_torchscript_runtime();
+    return std::make_unique<runtime::ScriptModel>(
+        options.torchscript.empty() ? options.pipeline.stage_modules[grid.stage] : options.torchscript);
+  }
+  const jobs::ModelInput input{feed.sample_shape(), feed.classes()};
+  torch::nn::Sequential whole = jobs::make_model(options.model, input);
+  if (grid.stages == 1) return std::make_unique<runtime::SequentialModel>(options.model, whole);
+
+  std::vector<double> costs;
+  if (options.pipeline.partition == "time") {
+    std::vector<std::int64_t> shape{options.data.batch_size};
+    shape.insert(shape.end(), input.sample_shape.begin(), input.sample_shape.end());
+    const at::Tensor sample = options.data.targets == runtime::kNextTokenTargets
+                                  ? torch::randint(input.classes, shape, torch::kLong)
+                                  : torch::rand(shape);
+    costs = runtime::measured_costs(whole, sample, 5, world);
+  } else {
+    costs = runtime::parameter_costs(whole);
+  }
+  const std::vector<runtime::LayerRange> ranges = runtime::balance_layers(costs, grid.stages);
+  if (world.rank() == 0) {
+    std::printf("dtrain: pipeline of %d stages by %s: %s\n", grid.stages, options.pipeline.partition.c_str(),
+                runtime::describe_partition(whole, ranges).c_str());
+  }
+  const runtime::LayerRange mine = ranges[grid.stage];
+  // The layer range is part of the name, so a checkpoint of another partition is refused by name.
+  return std::make_unique<runtime::SequentialModel>(
+      fmt::format("{}[layers {}-{}]", options.model, mine.begin, mine.end - 1), runtime::slice_layers(whole, mine));
+}
+
+// One fingerprint of the whole model's weights: its own CRC-32 without a pipeline, else the CRC-32 of the stages'.
+std::uint32_t weights_fingerprint(runtime::TrainableModel& model, const runtime::ParallelGrid& grid) {
+  at::Tensor stages = at::zeros({grid.stages}, at::kLong);
+  grid.pipeline->allgather(stages, at::tensor({static_cast<std::int64_t>(model.weights_crc32())}, at::kLong))->wait();
+  if (grid.stages == 1) return static_cast<std::uint32_t>(stages[0].item<std::int64_t>());
+  return static_cast<std::uint32_t>(
+      crc32(0L, static_cast<const Bytef*>(stages.data_ptr()), static_cast<uInt>(stages.numel() * 8)));
+}
+
+// The whole model's parameter count (a stage holds only its share).
+std::int64_t total_parameters(runtime::TrainableModel& model, const runtime::ParallelGrid& grid) {
+  at::Tensor count = at::tensor({model.parameter_count()}, at::kLong);
+  grid.pipeline->allreduce(count, comm::ReduceOp::kSum)->wait();
+  return count.item<std::int64_t>();
+}
+
+// The model is built for the training samples: evaluation data of another shape or class count is refused up front
+// instead of failing inside the model's first layer.
+void check_same_kind_of_samples(const runtime::CommandLine& options, runtime::DataFeed& train,
+                                runtime::DataFeed& eval) {
+  if (eval.sample_shape() != train.sample_shape()) {
+    throw std::invalid_argument(
+        fmt::format("--eval-data {}: '{}' samples have shape [{}], but --train-data {} has [{}]", options.data.eval_dir,
+                    options.data.inputs, fmt::join(eval.sample_shape(), ", "), options.data.train_dir,
+                    fmt::join(train.sample_shape(), ", ")));
+  }
+  if (eval.classes() != train.classes()) {
+    throw std::invalid_argument(fmt::format("--eval-data {}: {} classes, but --train-data {} has {}",
+                                            options.data.eval_dir, eval.classes(), options.data.train_dir,
+                                            train.classes()));
+  }
+}
+
+int train(const runtime::CommandLine& options, const comm::Topology& topology) {
+  torch::set_num_threads(options.threads);
+  comm::CommOptions comm_options;
+  comm_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(options.comm_timeout_s * 1000));
+  const comm::Backend backend = comm::parse_backend(options.backend);
+  if (backend == comm::Backend::kNccl && !torch::cuda::is_available()) {
+    throw std::invalid_argument(
+        "--backend nccl trains on CUDA tensors, but this LibTorch has no CUDA (build against a CUDA LibTorch, see "
+        "README)");
+  }
+  auto comm = comm::make_world_communicator(backend, topology, comm_options);
+  runtime::ParallelGrid grid = runtime::make_parallel_grid(*comm, options.pipeline.stages);
+
+  runtime::Hdf5FeedOptions feed;
+  feed.batch_size = options.data.batch_size;
+  feed.prefetch_depth = options.data.prefetch_depth;
+  feed.collective = options.data.read_mode == "collective";
+  feed.seed = options.data.seed;
+  feed.fraction = options.data.fraction;
+  feed.inputs = options.data.inputs;
+  feed.targets = options.data.targets;
+  feed.drop_last = options.data.drop_last;
+  feed.verify_checksums = options.data.verify;
+  // The replicas of each stage share out the samples; the stages of one replica read the same batches.
+  auto train_feed = runtime::make_hdf5_feed(options.data.train_dir, feed, /*evaluation=*/false, *grid.data);
+  std::unique_ptr<runtime::DataFeed> eval_feed;
+  if (!options.data.eval_dir.empty()) {
+    eval_feed = runtime::make_hdf5_feed(options.data.eval_dir, feed, /*evaluation=*/true, *grid.data);
+    check_same_kind_of_samples(options, *train_feed, *eval_feed);
+  }
+
+  const std::unique_ptr<runtime::TrainableModel> model = make_model(options, *train_feed, grid, *comm);
+  const std::int64_t parameters = total_parameters(*model, grid);
+  if (comm->rank() == 0) {
+    std::printf(
+        "dtrain: %s (%lld parameters) on %d ranks (%d pipeline stages x %d replicas), %lld samples per step, "
+        "%lld steps per epoch\n",
+        options.model.c_str(), static_cast<long long>(parameters), comm->size(), grid.stages, grid.replicas,
+        static_cast<long long>(train_feed->global_batch_size() * options.trainer.accumulation),
+        static_cast<long long>(train_feed->batches_per_epoch() / options.trainer.accumulation));
+  }
+
+  runtime::TrainerOptions trainer_options = options.trainer;
+  trainer_options.stop_on_signal = true;  // Note [Stopping on a signal]
+  runtime::Trainer trainer(trainer_options, *model, *train_feed, eval_feed.get(), *comm, &grid);
+  const runtime::TrainResult result = trainer.run();
+  const std::uint32_t fingerprint = weights_fingerprint(*model, grid);
+  if (comm->rank() == 0) {
+    std::printf("dtrain: done: %lld steps, %lld epochs in %.1f s, train loss %.4f",
+                static_cast<long long>(result.steps), static_cast<long long>(result.epochs_completed), result.seconds,
+                result.final_train_loss);
+    if (eval_feed) {
+      std::printf(", eval accuracy %.4f (%lld samples)", result.last_eval.accuracy,
+                  static_cast<long long>(result.last_eval.samples));
+      if (result.last_eval.predictions > result.last_eval.samples) {
+        std::printf(", eval %.3f bits per token", result.last_eval.loss / std::log(2.0));
+      }
+    }
+    if (result.skipped_steps > 0) {
+      std::printf(", %lld steps skipped (non-finite gradients)", static_cast<long long>(result.skipped_steps));
+    }
+    std::printf(", peak memory %.2f GB per rank%s\n", result.peak_memory_gb,
+                result.stopped_early ? " (stopped early)" : "");
+    if (options.quick_validation) {
+      std::printf("quick validation: %.1f s, peak memory %.2f GB, accuracy %.4f — scale up if these look right\n",
+                  result.seconds, result.peak_memory_gb, result.last_eval.accuracy);
+    }
+    if (!result.last_checkpoint.empty()) std::printf("dtrain: checkpoint %s\n", result.last_checkpoint.c_str());
+    std::printf("dtrain: weights crc32 %08x\n", fingerprint);
+    if (result.stopped_by_signal) {
+      std::printf("dtrain: stopped by a signal at step %lld%s; resume with --resume auto\n",
+                  static_cast<long long>(result.steps),
+                  result.last_checkpoint.empty() ? " (no --checkpoint-dir: nothing saved)" : "");
+    }
+  }
+  return result.stopped_by_signal ? runtime::kPreemptedExitCode : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::unique_ptr<dtrain::comm::MpiEnvironment> mpi;
+  try {
+    mpi = std::make_unique<dtrain::comm::MpiEnvironment>(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dtrain: error: %s\n", e.what());
+    return 2;
+  }
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  dtrain::runtime::install_stop_signal_handlers();
+
+  // Options come from the same argv and files on every rank, so every rank fails alike: rank 0 says why.
+  dtrain::runtime::ParsedCommandLine parsed;
+  try {
+    parsed = dtrain::runtime::parse_command_line(argc, argv);
+  } catch (const std::exception& e) {
+    if (rank == 0) std::fprintf(stderr, "dtrain: error: %s (see dtrain --help)\n", e.what());
+    return 2;
+  }
+  if (!parsed.help.empty()) {
+    if (rank == 0) std::fputs(parsed.help.c_str(), stdout);
+    return 0;
+  }
+
+  try {
+    const auto topology = dtrain::comm::Topology::discover(MPI_COMM_WORLD);
+    if (!launch_is_consistent(parsed.options, topology)) return 2;
+    return parsed.options.dry_run ? dry_run(parsed.options, topology) : train(parsed.options, topology);
+  } catch (const c10::Error& e) {
+    // LibTorch's own message without its C++ backtrace, which only LibTorch's developers can read.
+    std::fprintf(stderr, "dtrain: error on rank %d: %s\n", rank, e.what_without_backtrace());
+    std::fflush(stderr);
+    dtrain::comm::MpiEnvironment::abort_job(1);
+  } catch (const std::exception& e) {
+    // After start-up the ranks may be anywhere (one waiting in a collective for another that failed): end them all.
+    std::fprintf(stderr, "dtrain: error on rank %d: %s\n", rank, e.what());
+    std::fflush(stderr);
+    dtrain::comm::MpiEnvironment::abort_job(1);
+  }
+}

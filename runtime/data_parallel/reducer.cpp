@@ -1,0 +1,418 @@
+#include "runtime/data_parallel/reducer.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <mutex>
+
+#include "comm/tensor_buffer.h"
+#include "runtime/observability/timeline.h"
+#include "runtime/model/torch_compat.h"
+
+namespace dtrain::runtime {
+
+namespace {
+
+// FNV-1a: a hash that is the same on every machine and compiler, unlike std::hash.
+std::uint64_t fnv1a(const std::string& text, std::uint64_t hash = 1469598103934665603ull) {
+  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+  return hash;
+}
+
+std::vector<std::string> model_signature(const std::vector<NamedTensor>& parameters,
+                                         const std::vector<NamedTensor>& buffers) {
+  std::vector<std::string> out;
+  for (const auto& p : parameters) out.push_back("parameter " + signature(p));
+  for (const auto& b : buffers) out.push_back("buffer " + signature(b));
+  return out;
+}
+
+std::string join(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& line : lines) out += line + "\n";
+  return out;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (std::size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+    out.push_back(text.substr(start, end - start));
+  }
+  return out;
+}
+
+// Collective: true on every rank if `value` is the same on every rank.
+bool same_on_all_ranks(comm::Communicator& comm, std::int64_t value) {
+  at::Tensor bounds = at::tensor({value, -value}, at::kLong);
+  comm.allreduce(bounds, comm::ReduceOp::kMin)->wait();
+  return bounds[0].item<std::int64_t>() == -bounds[1].item<std::int64_t>();
+}
+
+}  // namespace
+
+struct Reducer::State {
+  struct Param {
+    std::string name;
+    at::Tensor tensor;
+    std::size_t bucket = 0;
+    at::Tensor view;  // this parameter's slice of its bucket, shaped like the parameter
+    bool ready = false;
+  };
+  struct Bucket {
+    std::vector<std::size_t> params;
+    at::Tensor flat;  // the gradients, then one slot: how many of them got no gradient (summed over ranks)
+    at::Tensor wire;  // what travels: `flat`, or its compressed copy
+    std::size_t pending = 0;
+    std::size_t unused_here = 0;
+    comm::WorkPtr work;
+    std::chrono::steady_clock::time_point launched_at;  // for the timeline
+  };
+
+  comm::Communicator& comm;
+  ReducerOptions options;
+  std::vector<Param> params;
+  std::vector<Bucket> buckets;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // hooks fire only while these live
+  std::mutex mutex;                                                  // hooks may run on autograd's device threads
+  std::size_t next_to_launch = 0;
+  std::size_t launched_in_backward = 0;  // of the last reduced iteration
+  int no_sync_depth = 0;
+  std::size_t iteration = 0;
+  std::vector<std::size_t> ready_order;  // first iteration only: the order gradients became ready
+  std::vector<std::string> unused_here;
+
+  State(comm::Communicator& c, ReducerOptions o) : comm(c), options(std::move(o)) {}
+
+  void build_buckets(const std::vector<std::size_t>& order);
+  void mark_ready(std::size_t index);
+  void launch_ready_buckets();
+  void reset_for_next_iteration();
+  void rebuild_from_ready_order();
+  void verify_plan();
+  std::string plan_text() const;
+};
+
+namespace {
+
+class ReadyHook final : public torch::autograd::FunctionPostHook {
+ public:
+  ReadyHook(Reducer::State* state, std::size_t index) : state_(state), index_(index) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    state_->mark_ready(index_);
+    return outputs;
+  }
+
+ private:
+  Reducer::State* state_;
+  std::size_t index_;
+};
+
+}  // namespace
+
+void Reducer::State::build_buckets(const std::vector<std::size_t>& order) {
+  // Buckets fill in `order`, one open bucket per dtype; the first closes at first_bucket_bytes, later ones at
+  // bucket_cap_bytes. Bucket index = closing order = launch order.
+  struct Open {
+    c10::ScalarType dtype;
+    std::vector<std::size_t> params;
+    std::size_t bytes = 0;
+  };
+  std::vector<Open> open;
+  std::vector<std::vector<std::size_t>> closed;
+  for (std::size_t index : order) {
+    const at::Tensor& t = params[index].tensor;
+    auto it = std::find_if(open.begin(), open.end(), [&](const Open& o) { return o.dtype == t.scalar_type(); });
+    if (it == open.end()) it = open.insert(open.end(), Open{t.scalar_type(), {}, 0});
+    it->params.push_back(index);
+    it->bytes += t.numel() * t.element_size();
+    const std::size_t cap = closed.empty() ? options.first_bucket_bytes : options.bucket_cap_bytes;
+    if (it->bytes >= cap) {
+      closed.push_back(std::move(it->params));
+      open.erase(it);
+    }
+  }
+  for (Open& o : open) closed.push_back(std::move(o.params));
+
+  buckets.clear();
+  buckets.resize(closed.size());
+  for (std::size_t b = 0; b < closed.size(); ++b) {
+    Bucket& bucket = buckets[b];
+    bucket.params = std::move(closed[b]);
+    int64_t total = 0;
+    for (std::size_t index : bucket.params) total += params[index].tensor.numel();
+    const at::Tensor& first = params[bucket.params.front()].tensor;
+    bucket.flat = at::zeros({total + 1}, first.options().requires_grad(false));
+    bucket.wire = options.compression ? bucket.flat.to(*options.compression) : bucket.flat;
+    int64_t offset = 0;
+    for (std::size_t index : bucket.params) {
+      Param& p = params[index];
+      p.bucket = b;
+      // An alias of the bucket's storage rather than an autograd view: optimizers' zero_grad() detaches gradients
+      // in place, which autograd forbids on views.
+      p.view = at::empty({0}, bucket.flat.options());
+      p.view.set_(bucket.flat.storage(), offset, p.tensor.sizes(), p.tensor.contiguous().strides());
+      offset += p.tensor.numel();
+    }
+    bucket.pending = bucket.params.size();
+  }
+}
+
+void Reducer::State::mark_ready(std::size_t index) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (no_sync_depth > 0) return;
+  Param& p = params[index];
+  if (p.ready) return;
+  p.ready = true;
+  if (iteration == 0) ready_order.push_back(index);
+  const at::Tensor grad = p.tensor.grad();
+  at::NoGradGuard no_grad;
+  if (!grad.defined()) {
+    p.view.zero_();
+  } else if (grad.data_ptr() != p.view.data_ptr()) {
+    p.view.copy_(grad);
+  }
+  p.view.div_(static_cast<double>(comm.size()));
+  Bucket& bucket = buckets[p.bucket];
+  if (--bucket.pending == 0) launch_ready_buckets();
+}
+
+void Reducer::State::launch_ready_buckets() {
+  while (next_to_launch < buckets.size() && buckets[next_to_launch].pending == 0) {
+    Bucket& bucket = buckets[next_to_launch++];
+    bucket.flat[bucket.flat.numel() - 1].fill_(static_cast<double>(bucket.unused_here));
+    if (options.compression) bucket.wire.copy_(bucket.flat);
+    bucket.launched_at = std::chrono::steady_clock::now();
+    bucket.work = comm.allreduce(bucket.wire, comm::ReduceOp::kSum);
+  }
+}
+
+void Reducer::State::reset_for_next_iteration() {
+  for (Param& p : params) p.ready = false;
+  for (Bucket& bucket : buckets) {
+    bucket.pending = bucket.params.size();
+    bucket.unused_here = 0;
+    bucket.work.reset();
+  }
+  next_to_launch = 0;
+  unused_here.clear();
+}
+
+void Reducer::State::rebuild_from_ready_order() {
+  // Rank 0's order, completed with the parameters it never saw ready, decides for everyone.
+  std::vector<std::size_t> order = ready_order;
+  std::vector<bool> seen(params.size(), false);
+  for (std::size_t index : order) seen[index] = true;
+  for (std::size_t i = params.size(); i-- > 0;) {
+    if (!seen[i]) order.push_back(i);
+  }
+  at::Tensor shared = at::empty({static_cast<int64_t>(order.size())}, at::kLong);
+  for (std::size_t i = 0; i < order.size(); ++i) shared[static_cast<int64_t>(i)] = static_cast<int64_t>(order[i]);
+  comm.broadcast(shared, 0)->wait();
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::size_t>(shared[i].item<int64_t>());
+
+  std::vector<at::Tensor> reduced;
+  for (Param& p : params) reduced.push_back(p.view);
+  build_buckets(order);
+  at::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    params[i].view.copy_(reduced[i]);
+    params[i].tensor.mutable_grad() = params[i].view;
+  }
+  verify_plan();
+}
+
+std::string Reducer::State::plan_text() const {
+  std::string plan;
+  for (const Bucket& bucket : buckets) plan += fmt::format("{};", fmt::join(bucket.params, ","));
+  return plan;
+}
+
+void Reducer::State::verify_plan() {
+  const std::string plan = plan_text();
+  if (!same_on_all_ranks(comm, static_cast<std::int64_t>(fnv1a(plan)))) {
+    throw ReducerError(
+        fmt::format("gradient bucket plans differ across ranks (rank {} has {} buckets: {}); every "
+                    "rank must build the same plan",
+                    comm.rank(), buckets.size(), plan));
+  }
+}
+
+Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> buffers, comm::Communicator& comm,
+                 ReducerOptions options)
+    : state_(std::make_unique<State>(comm, std::move(options))) {
+  if (state_->options.first_bucket_bytes == 0 || state_->options.bucket_cap_bytes == 0) {
+    throw ReducerError("bucket sizes must be positive (first_bucket_bytes, bucket_cap_bytes)");
+  }
+  if (state_->options.compression && *state_->options.compression != at::kBFloat16 &&
+      *state_->options.compression != at::kHalf) {
+    throw ReducerError("gradient compression must be bfloat16 or float16");
+  }
+
+  // Same model everywhere? Compare one hash; on a difference, find and name it on every rank.
+  const std::vector<std::string> mine = model_signature(parameters, buffers);
+  const std::string my_text = join(mine);
+  if (!same_on_all_ranks(comm, static_cast<std::int64_t>(fnv1a(my_text)))) {
+    const std::vector<std::string> theirs = split_lines(comm::broadcast_string(comm, my_text, 0));
+    std::string difference;
+    for (std::size_t i = 0; i < std::max(mine.size(), theirs.size()) && difference.empty(); ++i) {
+      if (i >= mine.size()) {
+        difference = fmt::format("rank 0 has {} that this rank lacks", theirs[i]);
+      } else if (i >= theirs.size()) {
+        difference = fmt::format("this rank has {} that rank 0 lacks", mine[i]);
+      } else if (mine[i] != theirs[i]) {
+        difference = fmt::format("this rank has {} where rank 0 has {}", mine[i], theirs[i]);
+      }
+    }
+    at::Tensor first_bad = at::tensor({static_cast<int64_t>(difference.empty() ? INT_MAX : comm.rank())}, at::kLong);
+    comm.allreduce(first_bad, comm::ReduceOp::kMin)->wait();
+    if (difference.empty()) {
+      difference = fmt::format("rank {} has a different model (see its error)", first_bad.item<int64_t>());
+    }
+    throw ReducerError(fmt::format("the model differs across ranks on rank {}: {}", comm.rank(), difference));
+  }
+
+  {
+    at::NoGradGuard no_grad;
+    std::vector<comm::WorkPtr> works;
+    for (const auto& p : parameters) works.push_back(comm.broadcast(p.tensor, 0));
+    for (const auto& b : buffers) works.push_back(comm.broadcast(b.tensor, 0));
+    for (auto& work : works) work->wait();
+  }
+
+  for (auto& p : parameters) {
+    if (!p.tensor.requires_grad()) continue;
+    State::Param param;
+    param.name = std::move(p.name);
+    param.tensor = p.tensor;
+    state_->params.push_back(std::move(param));
+  }
+  if (state_->params.empty()) throw ReducerError("the model has no parameter that requires a gradient");
+  std::vector<std::size_t> reverse(state_->params.size());
+  for (std::size_t i = 0; i < reverse.size(); ++i) reverse[i] = reverse.size() - 1 - i;
+  state_->build_buckets(reverse);
+  state_->verify_plan();
+
+  for (std::size_t i = 0; i < state_->params.size(); ++i) {
+    auto accumulator = torch::autograd::impl::grad_accumulator(state_->params[i].tensor);
+    accumulator->add_post_hook(std::make_unique<ReadyHook>(state_.get(), i));
+    state_->accumulators.push_back(std::move(accumulator));
+  }
+}
+
+Reducer::~Reducer() = default;
+
+void Reducer::finish_backward() {
+  State& s = *state_;
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.no_sync_depth > 0) return;
+  at::NoGradGuard no_grad;
+  for (State::Param& p : s.params) {
+    if (p.ready) continue;
+    p.ready = true;
+    p.view.zero_();
+    State::Bucket& bucket = s.buckets[p.bucket];
+    ++bucket.unused_here;
+    --bucket.pending;
+    s.unused_here.push_back(p.name);
+  }
+  s.launched_in_backward = s.next_to_launch;
+  s.launch_ready_buckets();
+
+  double unused_anywhere = 0;
+  for (std::size_t b = 0; b < s.buckets.size(); ++b) {
+    State::Bucket& bucket = s.buckets[b];
+    bucket.work->wait();
+    Timeline::instance().add("allreduce bucket", "communication", bucket.launched_at, bucket.work->finished_at(),
+                             Lane::kCommunication, static_cast<std::int64_t>(b));
+    if (s.options.compression) bucket.flat.copy_(bucket.wire);
+    unused_anywhere += bucket.flat[bucket.flat.numel() - 1].item<double>();
+  }
+  if (unused_anywhere > 0 && !s.options.find_unused_parameters) {
+    const std::string here = s.unused_here.empty() ? "none on this rank"
+                                                   : fmt::format("{} on this rank: {}", s.unused_here.size(),
+                                                                 fmt::join(s.unused_here, ", "));
+    const std::string message = fmt::format(
+        "{} parameter gradient(s) were never produced in iteration {} (rank {}: {}). Every parameter must take part "
+        "in the loss on every rank; if some legitimately do not, enable find_unused_parameters",
+        static_cast<long long>(unused_anywhere), s.iteration, s.comm.rank(), here);
+    s.reset_for_next_iteration();
+    throw ReducerError(message);
+  }
+  for (State::Param& p : s.params) {
+    if (!p.tensor.grad().defined() || p.tensor.grad().data_ptr() != p.view.data_ptr()) {
+      p.tensor.mutable_grad() = p.view;
+    }
+  }
+  if (s.iteration == 0 && s.options.rebuild_buckets) s.rebuild_from_ready_order();
+  s.ready_order.clear();
+  s.reset_for_next_iteration();
+  ++s.iteration;
+}
+
+Reducer::NoSync::NoSync(Reducer& reducer) : reducer_(reducer) {
+  std::lock_guard<std::mutex> lock(reducer_.state_->mutex);
+  ++reducer_.state_->no_sync_depth;
+}
+
+Reducer::NoSync::~NoSync() {
+  std::lock_guard<std::mutex> lock(reducer_.state_->mutex);
+  --reducer_.state_->no_sync_depth;
+}
+
+bool Reducer::found_non_finite() const {
+  for (const State::Bucket& bucket : state_->buckets) {
+    if (!at::isfinite(bucket.flat).all().item<bool>()) return true;
+  }
+  return false;
+}
+
+double Reducer::gradient_norm() const {
+  double sum_of_squares = 0;
+  for (const State::Bucket& bucket : state_->buckets) {
+    const at::Tensor grads = bucket.flat.narrow(0, 0, bucket.flat.numel() - 1).to(at::kDouble);
+    sum_of_squares += grads.dot(grads).item<double>();
+  }
+  return std::sqrt(sum_of_squares);
+}
+
+void Reducer::scale_gradients(double factor) {
+  at::NoGradGuard no_grad;
+  for (State::Bucket& bucket : state_->buckets) bucket.flat.narrow(0, 0, bucket.flat.numel() - 1).mul_(factor);
+}
+
+bool Reducer::unscale_and_check_finite(double inv_scale) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> gradients;
+  for (State::Bucket& bucket : state_->buckets) gradients.push_back(bucket.flat.narrow(0, 0, bucket.flat.numel() - 1));
+  return compat::unscale_and_check_finite(gradients, inv_scale);
+}
+
+std::vector<std::vector<std::size_t>> Reducer::bucket_plan() const {
+  std::vector<std::vector<std::size_t>> plan;
+  for (const State::Bucket& bucket : state_->buckets) plan.push_back(bucket.params);
+  return plan;
+}
+
+std::uint64_t Reducer::plan_hash() const {
+  return fnv1a(state_->plan_text());
+}
+
+std::size_t Reducer::iteration() const {
+  return state_->iteration;
+}
+
+std::size_t Reducer::buckets_launched_in_backward() const {
+  return state_->launched_in_backward;
+}
+
+}  // namespace dtrain::runtime

@@ -1,0 +1,105 @@
+#pragma once
+// Note [Gradient buckets]
+// The Reducer is dtrain's DistributedDataParallel core (what LibTorch lacks): it averages gradients across the ranks
+// of a communicator while backward is still running.
+//  - Parameters are grouped into buckets: one flat tensor per bucket, parameters in reverse registration order (the
+//    order backward produces their gradients), a small first bucket (ReducerOptions::first_bucket_bytes) so that
+//    communication starts early, then up to bucket_cap_bytes each; one dtype per bucket.
+//  - A post-hook on each parameter's gradient accumulator copies the fresh gradient into its bucket, divided by the
+//    world size on the way; when a bucket's last gradient arrives it is handed to the communicator at once, as an
+//    allreduce(sum), while backward goes on. Buckets are always launched in bucket-index order, on every rank, so
+//    the n-th allreduce means the same bucket everywhere (a ready bucket waits for the ones before it).
+//  - After the first iteration the buckets are rebuilt once from the order in which gradients really became ready;
+//    rank 0's order is broadcast so that every rank builds the same plan, and the plan's hash is compared across ranks.
+//  - When the buckets have been reduced, every parameter's .grad becomes a view into its bucket, so later iterations
+//    accumulate straight into the bucket and no second copy is made.
+//  - Each bucket carries one extra element: the number of its parameters that got no gradient on this rank. It is
+//    summed with the gradients, so every rank learns in the same collective whether some rank left a parameter
+//    unused, and every rank raises the same error (or, with find_unused_parameters, treats it as a zero gradient).
+//  - Because every rank ends with bit-identical reduced buckets, anything computed from them alone (the AMP
+//    found-inf flag, a gradient norm) is identical on every rank without another collective.
+
+#include <ATen/core/Tensor.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "runtime/model/named_tensor.h"
+
+namespace dtrain::runtime {
+
+class ReducerError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ReducerOptions {
+  std::size_t first_bucket_bytes = std::size_t{1} << 20;
+  std::size_t bucket_cap_bytes = std::size_t{25} << 20;
+  // false: a parameter that gets no gradient on some rank is an error naming it. true: it counts as a zero gradient.
+  bool find_unused_parameters = false;
+  // Rebuild the buckets once, after the first iteration, from the order gradients became ready.
+  bool rebuild_buckets = true;
+  // Allreduce the buckets in this dtype (kBFloat16 or kHalf) to halve the traffic; gradients are cast back after.
+  std::optional<c10::ScalarType> compression;
+};
+
+class Reducer {
+ public:
+  // Collective over `comm`: checks that every rank has the same parameters (names, shapes, dtypes) and buffers,
+  // throwing ReducerError naming the first difference on every rank otherwise, then broadcasts rank 0's values.
+  Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> buffers, comm::Communicator& comm,
+          ReducerOptions options = {});
+  ~Reducer();
+  Reducer(const Reducer&) = delete;
+  Reducer& operator=(const Reducer&) = delete;
+
+  // Call once after each loss.backward() (DistributedDataParallel::backward does): launches the buckets that are
+  // not launched yet, waits for all of them, and leaves the averaged gradients in every parameter's .grad.
+  // Throws ReducerError if some rank produced no gradient for a parameter (unless find_unused_parameters).
+  void finish_backward();
+
+  // While a NoSync is alive, backward passes only accumulate gradients locally (gradient accumulation); the next
+  // backward outside it reduces the accumulated sum.
+  class NoSync {
+   public:
+    explicit NoSync(Reducer& reducer);
+    ~NoSync();
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+
+   private:
+    Reducer& reducer_;
+  };
+
+  // True if any reduced gradient of the last iteration is inf or NaN: the same answer on every rank.
+  bool found_non_finite() const;
+  // Global L2 norm of the reduced gradients (identical on every rank).
+  double gradient_norm() const;
+  // Multiplies every reduced gradient by `factor` (clipping), one operation per bucket.
+  void scale_gradients(double factor);
+  // Loss-scale unscaling: multiplies every reduced gradient by `inv_scale` and returns found_non_finite() of the
+  // gradients before (one fused kernel per bucket on LibTorch 2.x, see runtime/model/torch_compat.h).
+  bool unscale_and_check_finite(double inv_scale);
+
+  // The bucket plan: parameter indices per bucket, in launch order.
+  std::vector<std::vector<std::size_t>> bucket_plan() const;
+  std::uint64_t plan_hash() const;
+  std::size_t iteration() const;
+  // How many buckets of the last reduced iteration were handed to the communicator while backward was still running
+  // (the overlap); the rest were launched by finish_backward.
+  std::size_t buckets_launched_in_backward() const;
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace dtrain::runtime

@@ -1,0 +1,83 @@
+#include "runtime/model/model.h"
+
+#include <fmt/format.h>
+
+#include <zlib.h>
+
+#include <filesystem>
+#include <stdexcept>
+
+namespace dtrain::runtime {
+
+std::int64_t TrainableModel::parameter_count() {
+  std::int64_t count = 0;
+  for (const auto& p : parameters()) count += p.tensor.numel();
+  return count;
+}
+
+std::uint32_t TrainableModel::weights_crc32() {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (const auto& p : parameters()) {
+    const at::Tensor t = p.tensor.detach().contiguous();
+    crc = crc32(crc, static_cast<const Bytef*>(t.data_ptr()), static_cast<uInt>(t.numel() * t.element_size()));
+  }
+  return static_cast<std::uint32_t>(crc);
+}
+
+SequentialModel::SequentialModel(std::string name, torch::nn::Sequential module)
+    : name_(std::move(name)), module_(std::move(module)) {}
+
+at::Tensor SequentialModel::forward(const at::Tensor& input) {
+  return module_->forward(input);
+}
+
+std::vector<NamedTensor> SequentialModel::parameters() {
+  std::vector<NamedTensor> out;
+  for (const auto& item : module_->named_parameters(true)) out.push_back({item.key(), item.value()});
+  return out;
+}
+
+std::vector<NamedTensor> SequentialModel::buffers() {
+  std::vector<NamedTensor> out;
+  for (const auto& item : module_->named_buffers(true)) out.push_back({item.key(), item.value()});
+  return out;
+}
+
+void SequentialModel::set_training(bool training) {
+  module_->train(training);
+}
+
+ScriptModel::ScriptModel(const std::string& path) : path_(path) {
+  if (!std::filesystem::exists(path)) throw std::runtime_error(fmt::format("TorchScript file {} does not exist", path));
+  try {
+    module_ = torch::jit::load(path);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    throw std::runtime_error(fmt::format("cannot load TorchScript file {}: {}", path, what.substr(0, what.find('\n'))));
+  }
+  if (!module_.find_method("forward")) {
+    throw std::runtime_error(fmt::format("TorchScript file {} has no forward method", path));
+  }
+}
+
+at::Tensor ScriptModel::forward(const at::Tensor& input) {
+  return module_.forward({input}).toTensor();
+}
+
+std::vector<NamedTensor> ScriptModel::parameters() {
+  std::vector<NamedTensor> out;
+  for (const auto& item : module_.named_parameters(true)) out.push_back({item.name, item.value});
+  return out;
+}
+
+std::vector<NamedTensor> ScriptModel::buffers() {
+  std::vector<NamedTensor> out;
+  for (const auto& item : module_.named_buffers(true)) out.push_back({item.name, item.value});
+  return out;
+}
+
+void ScriptModel::set_training(bool training) {
+  module_.train(training);
+}
+
+}  // namespace dtrain::runtime

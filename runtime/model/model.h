@@ -1,0 +1,60 @@
+#pragma once
+// What the trainer trains: a torch::nn::Sequential from the model registry (jobs/model_registry.h), which the pipeline
+// engine can also cut into stages, or a TorchScript module file (e.g. exported by torch.jit.script from Python).
+
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/script.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/model/named_tensor.h"
+
+namespace dtrain::runtime {
+
+class TrainableModel {
+ public:
+  virtual ~TrainableModel() = default;
+  // "cnn", or "torchscript:<file>": checkpoints refuse to load into a model of another name.
+  virtual std::string name() const = 0;
+  virtual at::Tensor forward(const at::Tensor& input) = 0;
+  virtual std::vector<NamedTensor> parameters() = 0;
+  virtual std::vector<NamedTensor> buffers() = 0;
+  virtual void set_training(bool training) = 0;
+  std::int64_t parameter_count();
+  // CRC-32 of every parameter's bytes, in order: equal weights, equal fingerprint (to compare runs bit for bit).
+  std::uint32_t weights_crc32();
+};
+
+class SequentialModel final : public TrainableModel {
+ public:
+  SequentialModel(std::string name, torch::nn::Sequential module);
+  std::string name() const override { return name_; }
+  at::Tensor forward(const at::Tensor& input) override;
+  std::vector<NamedTensor> parameters() override;
+  std::vector<NamedTensor> buffers() override;
+  void set_training(bool training) override;
+  torch::nn::Sequential& module() { return module_; }
+
+ private:
+  std::string name_;
+  torch::nn::Sequential module_;
+};
+
+class ScriptModel final : public TrainableModel {
+ public:
+  // Loads `path`; throws std::runtime_error naming the file if it cannot be loaded or has no forward method.
+  explicit ScriptModel(const std::string& path);
+  std::string name() const override { return "torchscript:" + path_; }
+  at::Tensor forward(const at::Tensor& input) override;
+  std::vector<NamedTensor> parameters() override;
+  std::vector<NamedTensor> buffers() override;
+  void set_training(bool training) override;
+
+ private:
+  std::string path_;
+  torch::jit::Module module_;
+};
+
+}  // namespace dtrain::runtime

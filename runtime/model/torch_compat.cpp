@@ -1,0 +1,104 @@
+#include "runtime/model/torch_compat.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/util/string_utils.h>
+#include <torch/csrc/jit/passes/tensorexpr_fuser.h>
+#include <torch/version.h>
+
+#define DTRAIN_TORCH_2 (TORCH_VERSION_MAJOR >= 2)
+
+namespace dtrain::runtime::compat {
+
+bool cpu_fp16_autocast_supported() {
+  return DTRAIN_TORCH_2;
+}
+
+bool cpu_autocast_enabled() {
+#if DTRAIN_TORCH_2
+  return at::autocast::is_autocast_enabled(at::kCPU);
+#else
+  return at::autocast::is_cpu_enabled();
+#endif
+}
+
+c10::ScalarType cpu_autocast_dtype() {
+#if DTRAIN_TORCH_2
+  return at::autocast::get_autocast_dtype(at::kCPU);
+#else
+  return at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+namespace {
+
+void set_cpu_autocast(bool enabled, c10::ScalarType dtype) {
+#if DTRAIN_TORCH_2
+  at::autocast::set_autocast_enabled(at::kCPU, enabled);
+  at::autocast::set_autocast_dtype(at::kCPU, dtype);
+#else
+  at::autocast::set_cpu_enabled(enabled);
+  at::autocast::set_autocast_cpu_dtype(dtype);
+#endif
+}
+
+}  // namespace
+
+AutocastScope::AutocastScope(bool enabled, c10::ScalarType dtype) : active_(enabled) {
+  if (!active_) return;
+  previous_enabled_ = cpu_autocast_enabled();
+  previous_dtype_ = cpu_autocast_dtype();
+  set_cpu_autocast(true, dtype);
+  at::autocast::increment_nesting();
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  // Leaving the outermost scope frees the cached low-precision copies of the weights.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  set_cpu_autocast(previous_enabled_, previous_dtype_);
+}
+
+bool unscale_and_check_finite(const std::vector<at::Tensor>& tensors, double inv_scale, bool portable) {
+  if (tensors.empty()) return false;
+#if DTRAIN_TORCH_2
+  if (!portable) {
+    at::Tensor found_inf = at::zeros({}, tensors.front().options().dtype(at::kFloat));
+    const at::Tensor scale = at::full({}, inv_scale, tensors.front().options().dtype(at::kFloat));
+    at::_amp_foreach_non_finite_check_and_unscale_(tensors, found_inf, scale);
+    return found_inf.item<float>() != 0.0f;
+  }
+#endif
+  (void)portable;
+  bool found = false;
+  for (const at::Tensor& t : tensors) found = found || !at::isfinite(t).all().item<bool>();
+  for (const at::Tensor& t : tensors) const_cast<at::Tensor&>(t).mul_(inv_scale);
+  return found;
+}
+
+torch::optim::OptimizerParamState* optimizer_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter) {
+#if DTRAIN_TORCH_2
+  auto& states = optimizer.state();
+  auto it = states.find(parameter.unsafeGetTensorImpl());
+#else
+  auto& states = optimizer.state();
+  auto it = states.find(c10::guts::to_string(parameter.unsafeGetTensorImpl()));
+#endif
+  return it == states.end() ? nullptr : it->second.get();
+}
+
+void zero_grad_in_place(torch::optim::Optimizer& optimizer) {
+#if DTRAIN_TORCH_2
+  optimizer.zero_grad(/*set_to_none=*/false);
+#else
+  optimizer.zero_grad();
+#endif
+}
+
+void prepare_torchscript_runtime() {
+#if DTRAIN_TORCH_2
+  torch::jit::setTensorExprFuserEnabled(false);
+#endif
+}
+
+}  // namespace dtrain::runtime::compat

@@ -1,0 +1,268 @@
+#include "runtime/training/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <regex>
+
+namespace dtrain::runtime {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "dtrain-checkpoint-1";
+
+c10::List<at::Tensor> detached(const std::vector<NamedTensor>& tensors) {
+  c10::List<at::Tensor> out;
+  for (const auto& t : tensors) out.push_back(t.tensor.detach());
+  return out;
+}
+
+std::string first_line(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
+// Writes bytes through a file descriptor so that short writes and ENOSPC become errors, then fsyncs. The writer
+// must not throw into LibTorch's archive writer (it writes again from its destructor), so the first failure is kept
+// and reported by sync_and_close(); later bytes are dropped.
+class SyncedFile {
+ public:
+  explicit SyncedFile(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw CheckpointError(fmt::format("cannot create {}: {}", path, std::strerror(errno)));
+  }
+  ~SyncedFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  std::size_t write(const void* data, std::size_t size) noexcept {
+    const char* bytes = static_cast<const char*>(data);
+    std::size_t done = 0;
+    while (error_ == 0 && done < size) {
+      const ssize_t n = ::write(fd_, bytes + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) error_ = n < 0 ? errno : ENOSPC;
+      if (n > 0) done += static_cast<std::size_t>(n);
+    }
+    return size;
+  }
+  void sync_and_close() {
+    if (error_ != 0) throw CheckpointError(fmt::format("writing {} failed: {}", path_, std::strerror(error_)));
+    if (::fsync(fd_) != 0) throw CheckpointError(fmt::format("fsync of {} failed: {}", path_, std::strerror(errno)));
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw CheckpointError(fmt::format("closing {} failed: {}", path_, std::strerror(errno)));
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  int error_ = 0;
+};
+
+void sync_folder(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // the rename is done; a folder that cannot be opened for fsync only weakens durability
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// The checkpoints of `part` ("" for whole models) in `folder`, oldest first.
+std::vector<std::pair<std::int64_t, std::string>> checkpoints_in(const std::string& folder, const std::string& part) {
+  // Parts are the trainer's own names ("stage1-of-2"): letters, digits and dashes, nothing to escape.
+  const std::regex name("checkpoint-([0-9]+)" + (part.empty() ? std::string() : "\\." + part) + "\\.pt");
+  std::vector<std::pair<std::int64_t, std::string>> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    std::smatch match;
+    const std::string file = entry.path().filename().string();
+    if (std::regex_match(file, match, name)) found.emplace_back(std::stoll(match[1]), entry.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// Rank 0's outcome, shared: every rank returns normally or throws the same message.
+void agree_on_outcome(comm::Communicator& comm, const std::string& error) {
+  const std::string shared = comm::broadcast_string(comm, error, 0);
+  if (!shared.empty()) throw CheckpointError(shared);
+}
+
+at::Tensor rng_state() {
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+}  // namespace
+
+CheckpointStore::CheckpointStore(std::string folder, int keep, std::string part)
+    : folder_(std::move(folder)), keep_(keep), part_(std::move(part)) {
+  if (keep_ < 1) throw CheckpointError(fmt::format("keep must be >= 1 (got {})", keep_));
+  std::error_code ec;
+  fs::create_directories(folder_, ec);
+  if (ec || !fs::is_directory(folder_)) {
+    throw CheckpointError(
+        fmt::format("cannot create checkpoint folder {}: {}", folder_, ec ? ec.message() : "not a folder"));
+  }
+}
+
+std::string CheckpointStore::save(comm::Communicator& comm, const CheckpointContents& contents,
+                                  const TrainingProgress& progress) {
+  const at::Tensor mine = rng_state();
+  at::Tensor all_rng = at::empty({comm.size(), mine.numel()}, at::kByte);
+  comm.allgather(all_rng, mine.contiguous())->wait();
+
+  const std::string path = path_for(progress.step);
+  std::string error;
+  if (comm.rank() == 0) {
+    const std::string temporary = path + ".tmp";
+    try {
+      nlohmann::json meta = {{"format", kFormat},
+                             {"model", contents.model_name},
+                             {"optimizer", contents.optimizer_kind},
+                             {"world_size", comm.size()},
+                             {"step", progress.step},
+                             {"epoch", progress.epoch},
+                             {"sampler_state", progress.sampler_state},
+                             {"loss_scale", progress.loss_scale},
+                             {"loss_scale_clean_steps", progress.loss_scale_clean_steps},
+                             {"extra", progress.extra},
+                             {"parameters", signatures(contents.parameters)},
+                             {"buffers", signatures(contents.buffers)}};
+      torch::serialize::OutputArchive archive;
+      archive.write("meta", c10::IValue(meta.dump()));
+      archive.write("parameters", c10::IValue(detached(contents.parameters)));
+      archive.write("buffers", c10::IValue(detached(contents.buffers)));
+      archive.write("rng", all_rng);
+      if (contents.optimizer != nullptr) {
+        torch::serialize::OutputArchive optimizer;
+        contents.optimizer->save(optimizer);
+        archive.write("optimizer", optimizer);
+      }
+      SyncedFile file(temporary);
+      archive.save_to([&](const void* data, std::size_t size) { return file.write(data, size); });
+      file.sync_and_close();
+      if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+        throw CheckpointError(fmt::format("renaming {} to {} failed: {}", temporary, path, std::strerror(errno)));
+      }
+      sync_folder(folder_);
+      auto existing = checkpoints_in(folder_, part_);
+      for (std::size_t i = 0; i + static_cast<std::size_t>(keep_) < existing.size(); ++i) {
+        std::error_code ec;
+        fs::remove(existing[i].second, ec);
+      }
+    } catch (const std::exception& e) {
+      std::error_code ec;
+      fs::remove(temporary, ec);
+      const auto previous = latest();
+      error = fmt::format("writing checkpoint {} failed: {}; {}", path, first_line(e.what()),
+                          previous ? "the previous checkpoint " + *previous + " is intact" : "no earlier checkpoint");
+    }
+  }
+  agree_on_outcome(comm, error);
+  return path;
+}
+
+std::string CheckpointStore::path_for(std::int64_t step) const {
+  return part_.empty() ? fmt::format("{}/checkpoint-{:09d}.pt", folder_, step)
+                       : fmt::format("{}/checkpoint-{:09d}.{}.pt", folder_, step, part_);
+}
+
+std::optional<std::int64_t> CheckpointStore::latest_step() const {
+  auto found = checkpoints_in(folder_, part_);
+  if (found.empty()) return std::nullopt;
+  return found.back().first;
+}
+
+std::optional<std::string> CheckpointStore::latest() const {
+  auto found = checkpoints_in(folder_, part_);
+  if (found.empty()) return std::nullopt;
+  return found.back().second;
+}
+
+TrainingProgress load_checkpoint(comm::Communicator& comm, const std::string& path, CheckpointContents& contents) {
+  auto fail = [&](const std::string& what) { throw CheckpointError(fmt::format("checkpoint {}: {}", path, what)); };
+  if (!fs::exists(path)) fail("no such file");
+  torch::serialize::InputArchive archive;
+  nlohmann::json meta;
+  try {
+    archive.load_from(path);
+    c10::IValue text;
+    archive.read("meta", text);
+    meta = nlohmann::json::parse(text.toStringRef());
+  } catch (const std::exception& e) {
+    fail("cannot be read (truncated or not a dtrain checkpoint): " + first_line(e.what()));
+  }
+  if (meta.value("format", "") != kFormat) fail("unknown format '" + meta.value("format", "") + "'");
+  if (meta["model"] != contents.model_name) {
+    fail(fmt::format("it holds model '{}', this run trains '{}'", meta["model"].get<std::string>(),
+                     contents.model_name));
+  }
+  if (contents.optimizer != nullptr && meta.value("optimizer", "") != contents.optimizer_kind) {
+    fail(fmt::format("it holds the state of optimizer '{}', this run uses '{}'", meta.value("optimizer", ""),
+                     contents.optimizer_kind));
+  }
+  if (meta["world_size"] != comm.size()) {
+    fail(fmt::format("it was written by {} ranks, this run has {}; resume with the same number of ranks",
+                     meta["world_size"].get<int>(), comm.size()));
+  }
+  auto compare = [&](const char* key, const std::vector<NamedTensor>& tensors) {
+    const auto saved = meta[key].get<std::vector<std::string>>();
+    const auto here = signatures(tensors);
+    for (std::size_t i = 0; i < std::max(saved.size(), here.size()); ++i) {
+      if (i >= saved.size()) fail(fmt::format("it lacks {}", here[i]));
+      if (i >= here.size()) fail(fmt::format("it has {} that the model lacks", saved[i]));
+      if (saved[i] != here[i]) fail(fmt::format("it has {} where the model has {}", saved[i], here[i]));
+    }
+  };
+  compare("parameters", contents.parameters);
+  compare("buffers", contents.buffers);
+
+  try {
+    at::NoGradGuard no_grad;
+    auto restore = [&](const char* key, const std::vector<NamedTensor>& tensors) {
+      c10::IValue list;
+      archive.read(key, list);
+      const auto saved = list.toTensorList();
+      for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i].tensor.copy_(saved.get(i));
+    };
+    restore("parameters", contents.parameters);
+    restore("buffers", contents.buffers);
+    if (contents.optimizer != nullptr) {
+      torch::serialize::InputArchive optimizer;
+      if (!archive.try_read("optimizer", optimizer)) fail("it has no optimizer state");
+      contents.optimizer->load(optimizer);
+    }
+    at::Tensor rng;
+    archive.read("rng", rng);
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng[comm.rank()].contiguous());
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("restoring its state failed: " + first_line(e.what()));
+  }
+
+  TrainingProgress progress;
+  progress.step = meta["step"];
+  progress.epoch = meta["epoch"];
+  progress.sampler_state = meta["sampler_state"];
+  progress.loss_scale = meta["loss_scale"];
+  progress.loss_scale_clean_steps = meta["loss_scale_clean_steps"];
+  progress.extra = meta["extra"];
+  return progress;
+}
+
+}  // namespace dtrain::runtime

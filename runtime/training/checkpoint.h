@@ -1,0 +1,74 @@
+#pragma once
+// Checkpoints: everything a run needs to continue bit for bit — model, optimizer, loss scaler, sampler position,
+// every rank's RNG state, step and epoch — in one file written by rank 0.
+// Note [Atomic checkpoints]: a checkpoint is written to a temporary file in the same folder, fsync'ed, renamed over
+// its final name and the folder fsync'ed; only then are checkpoints beyond the last `keep` removed. A failed write
+// (full disk, unwritable folder) removes its temporary file and leaves every earlier checkpoint untouched, and every
+// rank gets the same error.
+
+#include <torch/optim/optimizer.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "runtime/data_parallel/reducer.h"
+
+namespace dtrain::runtime {
+
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The training state besides tensors. `extra` is for the trainer's own bookkeeping (early stopping, say).
+struct TrainingProgress {
+  std::int64_t step = 0;  // optimizer steps taken
+  std::int64_t epoch = 0;
+  std::string sampler_state;
+  double loss_scale = 1.0;
+  std::int64_t loss_scale_clean_steps = 0;
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+struct CheckpointContents {
+  std::string model_name;
+  std::vector<NamedTensor> parameters;  // written from / read into these tensors
+  std::vector<NamedTensor> buffers;
+  torch::optim::Optimizer* optimizer = nullptr;
+  std::string optimizer_kind;  // "sgd", "adam", ...: a checkpoint of another optimizer is refused by name
+};
+
+class CheckpointStore {
+ public:
+  // `folder` is created if missing (an error if that fails). Keeps the newest `keep` checkpoints (>= 1). A pipeline
+  // stage stores its own layers as `part` ("stage1-of-2"): "checkpoint-<step>.<part>.pt", pruned per part.
+  CheckpointStore(std::string folder, int keep, std::string part = "");
+
+  // Collective: rank 0 writes path_for(step) atomically; every rank's RNG state is gathered into it.
+  // Returns the path. Throws CheckpointError on every rank if the write fails.
+  std::string save(comm::Communicator& comm, const CheckpointContents& contents, const TrainingProgress& progress);
+
+  // The newest checkpoint of this part in the folder, if any, and its step.
+  std::optional<std::string> latest() const;
+  std::optional<std::int64_t> latest_step() const;
+  // "<folder>/checkpoint-<step, 9 digits>[.<part>].pt"
+  std::string path_for(std::int64_t step) const;
+
+  const std::string& folder() const { return folder_; }
+
+ private:
+  std::string folder_;
+  int keep_;
+  std::string part_;
+};
+
+// Collective: every rank reads `path` into `contents` and restores its own RNG state. Throws CheckpointError naming
+// the file and the problem: missing or unreadable file, another model (names, shapes), another world size.
+TrainingProgress load_checkpoint(comm::Communicator& comm, const std::string& path, CheckpointContents& contents);
+
+}  // namespace dtrain::runtime

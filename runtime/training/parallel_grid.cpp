@@ -1,0 +1,30 @@
+#include "runtime/training/parallel_grid.h"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+namespace dtrain::runtime {
+
+std::string ParallelGrid::describe() const {
+  return fmt::format("stage {}/{} of replica {}/{}", stage, stages, replica, replicas);
+}
+
+ParallelGrid make_parallel_grid(comm::Communicator& world, int stages) {
+  if (stages < 1 || world.size() % stages != 0) {
+    throw std::invalid_argument(fmt::format(
+        "--pipeline-stages {} does not divide the {} ranks of this run (ranks = pipeline stages x data-parallel "
+        "replicas)",
+        stages, world.size()));
+  }
+  ParallelGrid grid;
+  grid.stages = stages;
+  grid.replicas = world.size() / stages;
+  grid.stage = world.rank() % stages;
+  grid.replica = world.rank() / stages;
+  grid.pipeline = world.split(grid.replica, grid.stage, fmt::format("pipeline{}", grid.replica));
+  grid.data = world.split(grid.stage, grid.replica, fmt::format("stage{}-data", grid.stage));
+  return grid;
+}
+
+}  // namespace dtrain::runtime

@@ -1,0 +1,91 @@
+#!/usr/bin/python3
+"""The dtrain command end to end at 2 ranks: a TorchScript model (made with torch.jit.script) trains on shards made
+from an h5py file and learns; pipelines of the built-in MLP and of TorchScript stage modules learn; --dry-run prints
+the rank table. Bad input has its own catalogue, bad_inputs.py.
+
+usage: dtrain_command.py DTRAIN DTRAIN_SHARD SCRATCH_FOLDER
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+dtrain, shard_tool, scratch = sys.argv[1:4]
+shutil.rmtree(scratch, ignore_errors=True)
+os.makedirs(scratch)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from script_checks import ENV, check, finish, mpirun  # noqa: E402
+MPIRUN = mpirun(2)
+
+
+def run_dtrain(*args):
+    return subprocess.run(MPIRUN + [dtrain, *args], env=ENV, capture_output=True, text=True, timeout=240)
+
+
+# Data: 3 Gaussian blobs in 8 dimensions, made with h5py and sharded by dtrain-shard.
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 3, size=900).astype(np.uint8)
+features = (rng.standard_normal((900, 8)) * 0.5 + np.eye(8)[labels] * 3).astype(np.float32)
+with h5py.File(os.path.join(scratch, "blobs.h5"), "w") as f:
+    f["features"], f["labels"] = features, labels
+data = os.path.join(scratch, "blobs")
+subprocess.run([shard_tool, "--input-hdf5", os.path.join(scratch, "blobs.h5"), "--datasets", "features,labels",
+                "--classes", "3", "--shards", "3", "--output", data], check=True, stdout=subprocess.DEVNULL)
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(8, 16)
+        self.out = torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(x)))
+
+
+model = os.path.join(scratch, "net.pt")
+torch.jit.script(Net()).save(model)
+
+common = ["--train-data", data, "--eval-data", data, "--inputs", "features", "--targets", "labels",
+          "--batch-size", "16", "--optimizer", "adam", "--lr", "0.01", "--progress", "lines"]
+result = run_dtrain("--torchscript", model, "--epochs", "3", *common)
+accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
+check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      "TorchScript model trains to > 0.95 accuracy at 2 ranks", result.stdout + result.stderr)
+
+# The same data through a 2-stage pipeline of the built-in MLP (1F1B, 4 micro-batches per step).
+result = run_dtrain("--model", "mlp", "--pipeline-stages", "2", "--micro-batches", "4", "--epochs", "3", *common)
+accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
+check(result.returncode == 0 and "pipeline of 2 stages by parameters: stage 0: layers 0-2" in result.stdout
+      and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      "a 2-stage pipeline of the built-in MLP trains to > 0.95 accuracy", result.stdout + result.stderr)
+
+# A TorchScript user cuts the model themselves: one module file per stage.
+class Hidden(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(8, 16)
+
+    def forward(self, x):
+        return torch.relu(self.hidden(x))
+
+
+stage_files = [os.path.join(scratch, "stage0.pt"), os.path.join(scratch, "stage1.pt")]
+torch.jit.script(Hidden()).save(stage_files[0])
+torch.jit.script(torch.nn.Linear(16, 3)).save(stage_files[1])
+result = run_dtrain("--stage-modules", ",".join(stage_files), "--pipeline-stages", "2", "--micro-batches", "2",
+                    "--epochs", "3", *common)
+accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
+check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      "two TorchScript stage modules train as a pipeline to > 0.95 accuracy", result.stdout + result.stderr)
+
+result = run_dtrain("--dry-run")
+check(result.returncode == 0 and "local rank" in result.stdout and result.stdout.count("cpu") == 2,
+      "--dry-run prints one table row per rank", result.stdout + result.stderr)
+
+shutil.rmtree(scratch, ignore_errors=True)
+finish()

@@ -1,0 +1,225 @@
+// The trainer end to end on in-memory data (2 and 4 ranks): it learns, it resumes bit for bit, it takes the AMP
+// loss-scale decisions identically on every rank, and it refuses bad options with the option named.
+
+#include "runtime/training/trainer.h"
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "comm/mpi_communicator.h"
+#include "runtime/data/tensor_data_feed.h"
+#include "shared_scratch_folder.h"
+
+namespace dtrain::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Two well separated Gaussian blobs per class in 8 dimensions: learnable to ~100% in a few epochs.
+struct Blobs {
+  torch::Tensor x, y;
+  explicit Blobs(int64_t n, int64_t seed) {
+    torch::manual_seed(seed);
+    y = torch::randint(0, 3, {n});
+    x = torch::randn({n, 8}) * 0.5 + torch::nn::functional::one_hot(y, 8).to(torch::kFloat) * 3;
+  }
+};
+
+torch::nn::Sequential small_mlp() {
+  return torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::ReLU(), torch::nn::Dropout(0.1),
+                               torch::nn::Linear(16, 3));
+}
+
+class TrainerTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    comm_ = comm::MpiCommunicator::create(MPI_COMM_WORLD);
+    scratch_ = std::make_unique<testing_support::SharedScratchFolder>("dtrain-trainer");
+    folder_ = scratch_->path();
+  }
+
+  sampler::SamplerOptions sampling(int64_t batch, sampler::Mode mode = sampler::Mode::kTrain) const {
+    sampler::SamplerOptions o;
+    o.world_size = comm_->size();
+    o.rank = comm_->rank();
+    o.batch_size = batch;
+    o.mode = mode;
+    o.seed = 5;
+    o.shuffle = mode == sampler::Mode::kTrain;
+    return o;
+  }
+
+  TrainerOptions quiet() const {
+    TrainerOptions o;
+    o.progress = "none";
+    o.log_every = 1;
+    o.optimizer.kind = "adam";
+    o.optimizer.lr = 0.01;
+    return o;
+  }
+
+  std::unique_ptr<comm::Communicator> comm_;
+  std::unique_ptr<testing_support::SharedScratchFolder> scratch_;
+  std::string folder_;
+};
+
+TEST_F(TrainerTest, LearnsAndEvaluatesEverySampleOnce) {
+  Blobs train_data(600, 1), eval_data(301, 2);  // 301: evaluation padding on every world size but 1
+  TensorDataFeed train(train_data.x, train_data.y, 3, sampling(16));
+  TensorDataFeed eval(eval_data.x, eval_data.y, 3, sampling(32, sampler::Mode::kEval));
+  torch::manual_seed(3);
+  SequentialModel model("blobs", small_mlp());
+  TrainerOptions o = quiet();
+  o.epochs = 3;
+  o.metrics_file = folder_ + "-metrics.jsonl";
+  Trainer trainer(o, model, train, &eval, *comm_);
+  const TrainResult result = trainer.run();
+  EXPECT_EQ(result.last_eval.samples, 301);
+  EXPECT_GT(result.last_eval.accuracy, 0.95);
+  EXPECT_EQ(result.epochs_completed, 3);
+  EXPECT_EQ(result.steps, 3 * train.batches_per_epoch());
+  if (comm_->rank() == 0) {
+    std::ifstream metrics(o.metrics_file);
+    int evals = 0;
+    for (std::string line; std::getline(metrics, line);) {
+      const auto record = nlohmann::json::parse(line);
+      if (record["event"] == "eval") ++evals;
+      if (record["event"] == "train") {
+        for (const char* key : {"data_wait_ms", "forward_ms", "backward_ms", "exposed_comm_ms", "optimizer_ms"}) {
+          EXPECT_GE(record[key].get<double>(), 0.0) << key;
+        }
+      }
+    }
+    EXPECT_EQ(evals, 3);
+    fs::remove(o.metrics_file);
+  }
+}
+
+TEST_F(TrainerTest, ResumingMidEpochContinuesBitForBit) {
+  Blobs data(500, 4);
+  auto run = [&](int64_t max_steps, const std::string& resume, int64_t seed) {
+    TensorDataFeed train(data.x, data.y, 3, sampling(8));
+    torch::manual_seed(seed);
+    SequentialModel model("blobs", small_mlp());
+    TrainerOptions o = quiet();
+    o.epochs = 2;
+    o.max_steps = max_steps;
+    o.checkpoint_dir = folder_;
+    o.resume = resume;
+    Trainer trainer(o, model, train, nullptr, *comm_);
+    const TrainResult result = trainer.run();
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : model.parameters()) weights.push_back(p.tensor.clone());
+    return std::make_pair(result, weights);
+  };
+  const auto straight = run(0, "", 9);
+  if (comm_->rank() == 0) fs::remove_all(folder_);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const int64_t steps_per_epoch = straight.first.steps / 2;
+  const auto first_half = run(steps_per_epoch + 3, "", 9);  // stops inside epoch 1, dropout RNG mid-stream
+  EXPECT_EQ(first_half.first.epochs_completed, 1);
+  const auto resumed = run(0, "auto", 12345);  // other initial weights and RNG: the checkpoint must override both
+  EXPECT_EQ(resumed.first.steps, straight.first.steps);
+  EXPECT_EQ(resumed.first.final_train_loss, straight.first.final_train_loss);
+  for (std::size_t i = 0; i < straight.second.size(); ++i) {
+    EXPECT_TRUE(torch::equal(resumed.second[i], straight.second[i])) << "parameter " << i;
+  }
+}
+
+TEST_F(TrainerTest, APlantedInfSkipsTheStepOnEveryRankUnderBf16Autocast) {
+  Blobs data(256, 6);
+  data.x[17][3] = std::numeric_limits<float>::infinity();  // one sample, read by one rank once per epoch
+  TensorDataFeed train(data.x, data.y, 3, sampling(8));
+  torch::manual_seed(3);
+  SequentialModel model("blobs", small_mlp());
+  TrainerOptions o = quiet();
+  o.amp = "bf16";
+  o.epochs = 2;
+  o.scaler.enabled = true;
+  o.scaler.init_scale = 1024;
+  o.scaler.growth_interval = 1000000;  // the scale only changes by backing off
+  o.metrics_file = folder_ + "-amp.jsonl";
+  Trainer trainer(o, model, train, nullptr, *comm_);
+  trainer.run();
+  // Every rank skipped the same two steps, so every rank holds the same weights, all finite.
+  for (const auto& p : model.parameters()) {
+    auto mine = p.tensor.clone();
+    auto theirs = mine.clone();
+    comm_->broadcast(theirs, 0)->wait();
+    EXPECT_TRUE(torch::equal(mine, theirs)) << p.name;
+    EXPECT_TRUE(torch::isfinite(mine).all().item<bool>()) << p.name;
+  }
+  if (comm_->rank() == 0) {
+    std::ifstream metrics(o.metrics_file);
+    std::vector<double> scales;
+    for (std::string line; std::getline(metrics, line);) scales.push_back(nlohmann::json::parse(line)["loss_scale"]);
+    ASSERT_FALSE(scales.empty());
+    EXPECT_EQ(scales.back(), 256.0);  // halved once per epoch
+    fs::remove(o.metrics_file);
+  }
+}
+
+TEST_F(TrainerTest, WithoutLossScalingANonFiniteGradientStopsEveryRankWithTheStepNamed) {
+  Blobs data(64, 6);
+  data.x[5][0] = std::numeric_limits<float>::quiet_NaN();
+  TensorDataFeed train(data.x, data.y, 3, sampling(8));
+  SequentialModel model("blobs", small_mlp());
+  Trainer trainer(quiet(), model, train, nullptr, *comm_);
+  try {
+    trainer.run();
+    FAIL() << "a NaN gradient must stop training";
+  } catch (const std::runtime_error& e) {
+    // Sample 5 is rank 0's or rank 1's, whichever the shuffled order gives it to; every rank names that one.
+    EXPECT_NE(std::string(e.what()).find("non-finite gradient at step"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the loss was nan on rank "), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainerTest, WithSkipNonFiniteTheStepsWithANaNSampleAreSkippedAndTheWeightsStayFinite) {
+  Blobs data(64, 6);
+  data.x[5][0] = std::numeric_limits<float>::quiet_NaN();
+  TensorDataFeed train(data.x, data.y, 3, sampling(8));
+  SequentialModel model("blobs", small_mlp());
+  TrainerOptions o = quiet();
+  o.epochs = 3;
+  o.skip_non_finite = true;
+  const TrainResult result = Trainer(o, model, train, nullptr, *comm_).run();
+  EXPECT_EQ(result.skipped_steps, 3);  // the NaN sample is in one step of each epoch
+  EXPECT_EQ(result.steps, 3 * 64 / (8 * comm_->size()));
+  for (const auto& p : model.parameters()) EXPECT_TRUE(torch::isfinite(p.tensor).all().item<bool>()) << p.name;
+}
+
+TEST_F(TrainerTest, BadOptionsNameTheOption) {
+  Blobs data(64, 1);
+  TensorDataFeed train(data.x, data.y, 3, sampling(8));
+  SequentialModel model("blobs", small_mlp());
+  auto expect_error = [&](TrainerOptions o, const std::string& text) {
+    try {
+      Trainer trainer(o, model, train, nullptr, *comm_);
+      FAIL() << "expected an error mentioning " << text;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  TrainerOptions o = quiet();
+  o.amp = "fp8";
+  expect_error(o, "--amp");
+  o = quiet();
+  o.accumulation = 0;
+  expect_error(o, "--grad-accumulation");
+  o = quiet();
+  o.resume = "auto";
+  expect_error(o, "--checkpoint-dir");
+  o = quiet();
+  o.accumulation = 1000;
+  expect_error(o, "fewer than --grad-accumulation");
+}
+
+}  // namespace
+}  // namespace dtrain::runtime
