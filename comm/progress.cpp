@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "comm/hash.h"
+
 namespace dtrain::comm {
 
 namespace {
@@ -15,14 +17,7 @@ std::uint64_t fold(std::uint64_t history, const OpInfo& info) {
       static_cast<std::uint64_t>(info.op),
       static_cast<std::uint64_t>(info.type == OpType::kBroadcast ? info.peer : -1),
       info.seq};
-  std::uint64_t hash = history ^ 0xcbf29ce484222325ULL;
-  for (std::uint64_t field : fields) {
-    for (int byte = 0; byte < 8; ++byte) {
-      hash ^= (field >> (8 * byte)) & 0xff;
-      hash *= 0x100000001b3ULL;
-    }
-  }
-  return hash;
+  return fnv1a(fields.data(), sizeof fields, history ^ kFnvOffsetBasis);
 }
 
 }  // namespace
