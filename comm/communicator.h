@@ -14,6 +14,7 @@
 // Sub-communicators (split) have their own queue and do not order against their parent.
 
 #include <ATen/core/Tensor.h>
+#include <mpi.h>
 
 #include <chrono>
 #include <memory>
@@ -50,6 +51,9 @@ class Communicator {
   virtual Backend backend() const = 0;
   // Largest tag send/recv accept.
   virtual int max_tag() const = 0;
+  // The MPI communicator of the same ranks in the same order, which ControlPlane::for_group duplicates for the
+  // control plane (Note [Control plane and data plane]). Never used for this communicator's own operations.
+  virtual MPI_Comm mpi_group() const = 0;
 
   // In place: every rank ends with the reduction of all ranks' `buffer`. kAvg needs a floating-point dtype.
   WorkPtr allreduce(const Buffer& buffer, ReduceOp op);

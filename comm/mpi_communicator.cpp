@@ -348,6 +348,10 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::create(MPI_Comm parent, CommOp
   return adopt(comm, std::move(options));
 }
 
+MPI_Comm MpiCommunicator::mpi_group() const {
+  return engine_->comm();
+}
+
 std::unique_ptr<MpiCommunicator> MpiCommunicator::adopt(MPI_Comm comm, CommOptions options) {
   const std::string context = fmt::format("creating MPI communicator '{}'", options.name);
   int rank = 0;

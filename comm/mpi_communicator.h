@@ -26,6 +26,7 @@ class MpiCommunicator final : public Communicator {
 
   Backend backend() const override { return Backend::kMpi; }
   int max_tag() const override { return max_tag_; }
+  MPI_Comm mpi_group() const override;
 
  protected:
   WorkPtr do_allreduce(const Buffer& buffer, const OpInfo& info) override;

@@ -200,6 +200,9 @@ NcclCommunicator::~NcclCommunicator() = default;
 int NcclCommunicator::max_tag() const {
   return INT_MAX;
 }
+MPI_Comm NcclCommunicator::mpi_group() const {
+  return state_->control;
+}
 int NcclCommunicator::device_index() const {
   return state_->device;
 }

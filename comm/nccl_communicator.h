@@ -29,6 +29,7 @@ class NcclCommunicator final : public Communicator {
 
   Backend backend() const override { return Backend::kNccl; }
   int max_tag() const override;
+  MPI_Comm mpi_group() const override;
   int device_index() const;
   cudaStream_t stream() const;
   // Later operations wait for the work already queued on `stream` (default: the legacy default stream).
