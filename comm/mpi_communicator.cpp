@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "comm/call_verifier.h"
+#include "comm/clock.h"
 #include "comm/error.h"
 #include "comm/mpi_check.h"
 #include "comm/mpi_datatypes.h"
@@ -39,9 +40,9 @@ constexpr auto kSpinBeforeSleep = std::chrono::microseconds(60);
 
 template <typename Predicate>
 bool spin_until(Predicate done) {
-  const auto until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
+  const auto until = SteadyClock::now() + kSpinBeforeSleep;
   while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
+    if (SteadyClock::now() >= until) return false;
     std::this_thread::yield();
   }
   return true;
@@ -170,6 +171,9 @@ class MpiCommunicator::Engine : public std::enable_shared_from_this<Engine> {
     }
     if (sleeping) wake_.notify_one();
   }
+
+  // Queues a send or a receive of `buffer` (as the work's OpInfo::type says): posted nonblocking, then polled.
+  WorkPtr enqueue_point_to_point(std::shared_ptr<MpiWork> work, const Buffer& buffer);
 
   void mark_broken(const std::string& reason) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -336,6 +340,37 @@ void for_each_piece(const Buffer& buffer, PerPiece per_piece) {
 
 }  // namespace
 
+WorkPtr MpiCommunicator::Engine::enqueue_point_to_point(std::shared_ptr<MpiWork> work, const Buffer& buffer) {
+  const OpContext what{work->info(), &where_};
+  check_fits_int(buffer.count, what);
+  Op op(work);
+  op.keepalive = buffer.keepalive;
+  op.post = [this, buffer, what] {
+    const OpInfo& info = what.info;
+    const int count = static_cast<int>(buffer.count);
+    const MPI_Datatype type = mpi_datatype(buffer.dtype);
+    MPI_Request request = MPI_REQUEST_NULL;
+    if (info.type == OpType::kSend) {
+      DTRAIN_MPI_CHECK(MPI_Isend(buffer.data, count, type, info.peer, info.tag, comm_, &request), what.str());
+    } else {
+      DTRAIN_MPI_CHECK(MPI_Irecv(buffer.data, count, type, info.peer, info.tag, comm_, &request), what.str());
+    }
+    return request;
+  };
+  if (what.info.type == OpType::kRecv) {
+    op.finish = [buffer, what](const MPI_Status& status) {
+      int received = 0;
+      DTRAIN_MPI_CHECK(MPI_Get_count(&status, mpi_datatype(buffer.dtype), &received), what.str());
+      if (static_cast<std::size_t>(received) != buffer.count) {
+        throw CommError(fmt::format("{}: the matching send had {} elements, this receive expects {}", what.str(),
+                                    received, buffer.count));
+      }
+    };
+  }
+  enqueue(std::move(op));
+  return work;
+}
+
 std::unique_ptr<MpiCommunicator> MpiCommunicator::create(MPI_Comm parent, CommOptions options) {
   const std::string context = fmt::format("creating MPI communicator '{}'", options.name);
   int thread_level = 0;
@@ -447,45 +482,11 @@ WorkPtr MpiCommunicator::do_barrier(const OpInfo& info) {
 }
 
 WorkPtr MpiCommunicator::do_send(const Buffer& buffer, const OpInfo& info) {
-  const OpContext what{info, &engine_->where()};
-  check_fits_int(buffer.count, what);
-  auto work = new_work(info);
-  Engine::Op op(work);
-  op.keepalive = buffer.keepalive;
-  op.post = [engine = engine_.get(), buffer, info, what] {
-    MPI_Request request = MPI_REQUEST_NULL;
-    DTRAIN_MPI_CHECK(MPI_Isend(buffer.data, static_cast<int>(buffer.count), mpi_datatype(buffer.dtype), info.peer,
-                               info.tag, engine->comm(), &request),
-                     what.str());
-    return request;
-  };
-  engine_->enqueue(std::move(op));
-  return work;
+  return engine_->enqueue_point_to_point(new_work(info), buffer);
 }
 
 WorkPtr MpiCommunicator::do_recv(const Buffer& buffer, const OpInfo& info) {
-  const OpContext what{info, &engine_->where()};
-  check_fits_int(buffer.count, what);
-  auto work = new_work(info);
-  Engine::Op op(work);
-  op.keepalive = buffer.keepalive;
-  op.post = [engine = engine_.get(), buffer, info, what] {
-    MPI_Request request = MPI_REQUEST_NULL;
-    DTRAIN_MPI_CHECK(MPI_Irecv(buffer.data, static_cast<int>(buffer.count), mpi_datatype(buffer.dtype), info.peer,
-                               info.tag, engine->comm(), &request),
-                     what.str());
-    return request;
-  };
-  op.finish = [buffer, what](const MPI_Status& status) {
-    int received = 0;
-    DTRAIN_MPI_CHECK(MPI_Get_count(&status, mpi_datatype(buffer.dtype), &received), what.str());
-    if (static_cast<std::size_t>(received) != buffer.count) {
-      throw CommError(fmt::format("{}: the matching send had {} elements, this receive expects {}", what.str(),
-                                  received, buffer.count));
-    }
-  };
-  engine_->enqueue(std::move(op));
-  return work;
+  return engine_->enqueue_point_to_point(new_work(info), buffer);
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::do_split(int color, int key, CommOptions options, const OpInfo& info) {

@@ -18,25 +18,21 @@
 //    never blamed: the waiters keep waiting until their timeout.
 // The watchdog never touches the communicators' own MPI communicators, so its questions cannot mix with training
 // traffic; a communicator made without a running watchdog (MPI initialized by someone else) still works, unwatched.
+// Its parts: comm/watchdog.cpp runs the thread and keeps what it watches; comm/watchdog_waits_for.h reasons over the
+// peers' answers (pure code, tested without MPI); comm/watchdog_channel.h carries questions and answers, encoded by
+// comm/watchdog_json.h; comm/watchdog_comm_id.h agrees on communicator ids.
 
 #include <mpi.h>
 
-#include <chrono>
 #include <memory>
 #include <string>
 
 #include "comm/progress.h"
+#include "comm/watchdog_options.h"
 
 namespace dtrain::comm {
 
 class Work;
-
-struct WatchdogOptions {
-  // How long a wait must last before the watchdog looks for a deadlock behind it.
-  std::chrono::milliseconds deadlock_after{1000};
-  // How long a peer has to answer a question before it counts as not answering.
-  std::chrono::milliseconds answer_within{2000};
-};
 
 class Watchdog {
  public:
