@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "bench/summary.h"
+#include "comm/control_plane.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
 #include "runtime/pipeline/pipeline_engine.h"
@@ -28,7 +29,7 @@ struct Measured {
 };
 
 Measured run(runtime::ScheduleKind kind, int micro_batches, int steps, int64_t batch, int64_t width, int layers,
-             comm::Communicator& pipeline) {
+             comm::Communicator& pipeline, comm::ControlPlane& control) {
   torch::manual_seed(pipeline.rank());
   torch::nn::Sequential stage;
   for (int i = 0; i < layers; ++i) {
@@ -36,7 +37,7 @@ Measured run(runtime::ScheduleKind kind, int micro_batches, int steps, int64_t b
     stage->push_back(torch::nn::Tanh());
   }
   runtime::PipelineEngine engine(
-      pipeline, runtime::make_schedule(kind, pipeline.size(), pipeline.rank(), micro_batches), micro_batches);
+      pipeline, control, runtime::make_schedule(kind, pipeline.size(), pipeline.rank(), micro_batches), micro_batches);
   std::vector<torch::Tensor> inputs;
   if (engine.first()) {
     for (int m = 0; m < micro_batches; ++m) inputs.push_back(torch::randn({batch, width}));
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
   }
   torch::set_num_threads(1);
   auto world = comm::MpiCommunicator::create(MPI_COMM_WORLD);
+  auto control = comm::ControlPlane::create(MPI_COMM_WORLD);
   const int p = world->size();
   if (world->rank() == 0) {
     std::printf("pipeline bubble, %d stages (one per rank), %d x Linear(%lld) + Tanh per stage, micro-batch %lld\n\n",
@@ -104,7 +106,7 @@ int main(int argc, char** argv) {
   }
   for (auto kind : {runtime::ScheduleKind::kGPipe, runtime::ScheduleKind::k1F1B}) {
     for (int m : {1, 2, 4, 8, 16}) {
-      const Measured mine = run(kind, m, steps, batch, width, layers, *world);
+      const Measured mine = run(kind, m, steps, batch, width, layers, *world, *control);
       // The stages' mean compute; the bubble is the share of p x step time they did not compute.
       double compute = mine.compute_s, forward = mine.forward_s / m, backward = mine.backward_s / m;
       MPI_Allreduce(MPI_IN_PLACE, &compute, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);

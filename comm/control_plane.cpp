@@ -1,29 +1,12 @@
 #include "comm/control_plane.h"
 
+#include <type_traits>
+
 #include "comm/mpi_communicator.h"
 
 namespace dtrain::comm {
 
 namespace {
-
-template <typename T>
-constexpr DataType dtype_of();
-template <>
-constexpr DataType dtype_of<std::int64_t>() {
-  return DataType::kInt64;
-}
-template <>
-constexpr DataType dtype_of<double>() {
-  return DataType::kFloat64;
-}
-template <>
-constexpr DataType dtype_of<std::uint8_t>() {
-  return DataType::kUInt8;
-}
-template <>
-constexpr DataType dtype_of<char>() {
-  return DataType::kUInt8;
-}
 
 // A view of host memory for one blocking call: the caller's variable outlives it.
 template <typename T>
@@ -31,7 +14,14 @@ Buffer host(T* data, std::size_t count) {
   Buffer buffer;
   buffer.data = data;
   buffer.count = count;
-  buffer.dtype = dtype_of<T>();
+  if constexpr (std::is_same_v<T, std::int64_t>) {
+    buffer.dtype = DataType::kInt64;
+  } else if constexpr (std::is_same_v<T, double>) {
+    buffer.dtype = DataType::kFloat64;
+  } else {
+    static_assert(sizeof(T) == 1, "bytes: text or uint8");
+    buffer.dtype = DataType::kUInt8;
+  }
   return buffer;
 }
 
@@ -82,6 +72,11 @@ double ControlPlane::max(double mine) {
   return mine;
 }
 
+std::int64_t ControlPlane::sum(std::int64_t mine) {
+  comm_->allreduce(host(&mine, 1), ReduceOp::kSum)->wait();
+  return mine;
+}
+
 std::vector<double> ControlPlane::sum(std::vector<double> mine) {
   comm_->allreduce(host(mine.data(), mine.size()), ReduceOp::kSum)->wait();
   return mine;
@@ -120,7 +115,7 @@ std::vector<std::uint8_t> ControlPlane::allgather(const std::vector<std::uint8_t
   return all;
 }
 
-std::vector<double> ControlPlane::allgather(double mine) {
+std::vector<double> ControlPlane::allgather_value(double mine) {
   std::vector<double> all(static_cast<std::size_t>(size()));
   comm_->allgather(host(all.data(), all.size()), host(&mine, 1))->wait();
   return all;

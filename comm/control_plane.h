@@ -43,6 +43,7 @@ class ControlPlane {
   std::int64_t min(std::int64_t mine);
   std::int64_t max(std::int64_t mine);
   double max(double mine);
+  std::int64_t sum(std::int64_t mine);
   // Element-wise over every rank's vector (all of one length).
   std::vector<double> sum(std::vector<double> mine);
   std::vector<std::int64_t> min(std::vector<std::int64_t> mine);
@@ -55,7 +56,7 @@ class ControlPlane {
   // Every rank's values (all of one length), concatenated in rank order.
   std::vector<std::int64_t> allgather(const std::vector<std::int64_t>& mine);
   std::vector<std::uint8_t> allgather(const std::vector<std::uint8_t>& mine);
-  std::vector<double> allgather(double mine);
+  std::vector<double> allgather_value(double mine);
 
   // Point-to-point, matched by (peer, tag) in issue order. The send does not block: its Work finishes once the
   // values are sent (they are kept alive until then).

@@ -1,12 +1,15 @@
 #include "runtime/app/command_line.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "jobs/model_registry.h"
 
 namespace dtrain::runtime {
 
@@ -34,6 +37,20 @@ std::string where_in_file(const std::string& file, std::string option) {
   return file;
 }
 
+// The choice of `option` named `name`: the one of `choices` whose to_string() it is. Otherwise "--amp: 'fp8' is not
+// one of none, bf16, fp16" (or "is not a or b" for two choices).
+template <typename Enum>
+Enum choose(const char* option, const std::string& name, std::initializer_list<Enum> choices) {
+  std::vector<std::string> names;
+  for (Enum choice : choices) {
+    if (name == to_string(choice)) return choice;
+    names.push_back(to_string(choice));
+  }
+  const std::string expected = names.size() == 2 ? fmt::format("{} or {}", names[0], names[1])
+                                                 : fmt::format("one of {}", fmt::join(names, ", "));
+  throw std::invalid_argument(fmt::format("--{}: '{}' is not {}", option, name, expected));
+}
+
 }  // namespace
 
 ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
@@ -41,6 +58,12 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   CommandLine& c = parsed.options;
   TrainerOptions& t = c.trainer;
   DataOptions& d = c.data;
+  // Choices are read as names and turned into their enums once, below.
+  std::string backend = to_string(c.backend), read_mode = to_string(d.read_mode);
+  std::string optimizer = to_string(t.optimizer.kind), lr_schedule = to_string(t.lr.kind);
+  std::string pipeline_schedule = to_string(t.pipeline_schedule), partition = to_string(c.pipeline.partition);
+  std::string amp_name = to_string(t.amp), early_stopping_metric = to_string(t.early_stopping_metric);
+  std::string progress = to_string(t.progress);
   std::string compression = "none";
   std::string loss_scaling = "auto";
   double bucket_mb = 25;
@@ -52,7 +75,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   general.add_options()("help,h", "show this help and exit")(
       "config", po::value(&c.config_file), "config file of 'option = value' lines; the command line overrides it")(
       "dry-run", po::bool_switch(&c.dry_run), "print the rank -> host -> local rank -> device table, check it, exit")(
-      "backend", po::value(&c.backend)->default_value(c.backend), "communication backend: mpi (CPU) or nccl (GPU)")(
+      "backend", po::value(&backend)->default_value(backend), "communication backend: mpi (CPU) or nccl (GPU)")(
       "threads", po::value(&c.threads)->default_value(c.threads), "intra-op threads per rank")(
       "comm-timeout-s", po::value(&c.comm_timeout_s)->default_value(c.comm_timeout_s),
       "deadline of every collective, seconds")(
@@ -64,7 +87,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "eval-data", po::value(&d.eval_dir), "sharded evaluation dataset folder")(
       "batch-size", po::value(&d.batch_size)->default_value(d.batch_size), "samples per rank per micro-batch")(
       "prefetch-depth", po::value(&d.prefetch_depth)->default_value(d.prefetch_depth), "batches read ahead per rank")(
-      "read-mode", po::value(&d.read_mode)->default_value(d.read_mode), "independent | collective (MPI-IO)")(
+      "read-mode", po::value(&read_mode)->default_value(read_mode), "independent | collective (MPI-IO)")(
       "drop-last", po::bool_switch(&d.drop_last), "drop the tail of each epoch instead of padding it")(
       "verify-data", po::bool_switch(&d.verify),
       "read every shard once before training and check its CRC-32s against the manifest (finds corrupt copies)")(
@@ -76,18 +99,18 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
 
   po::options_description model("Model");
   model.add_options()("model", po::value(&c.model)->default_value(c.model),
-                      "a built-in model: mlp | cnn | char-transformer")(
+                      fmt::format("a built-in model: {}", fmt::join(jobs::model_names(), " | ")).c_str())(
       "torchscript", po::value(&c.torchscript), "train this TorchScript module file instead of a built-in model");
 
   po::options_description optimization("Optimization");
   optimization.add_options()("epochs", po::value(&t.epochs)->default_value(t.epochs), "epochs to train")(
       "max-steps", po::value(&t.max_steps)->default_value(t.max_steps), "stop after this many steps (0: no limit)")(
-      "optimizer", po::value(&t.optimizer.kind)->default_value(t.optimizer.kind), "sgd | adam | adamw")(
+      "optimizer", po::value(&optimizer)->default_value(optimizer), "sgd | adam | adamw")(
       "lr", po::value(&t.optimizer.lr)->default_value(t.optimizer.lr), "learning rate")(
       "momentum", po::value(&t.optimizer.momentum)->default_value(t.optimizer.momentum), "SGD momentum")(
       "nesterov", po::bool_switch(&t.optimizer.nesterov), "SGD with Nesterov momentum")(
       "weight-decay", po::value(&t.optimizer.weight_decay)->default_value(t.optimizer.weight_decay), "weight decay")(
-      "lr-schedule", po::value(&t.lr.kind)->default_value(t.lr.kind), "constant | step | cosine")(
+      "lr-schedule", po::value(&lr_schedule)->default_value(lr_schedule), "constant | step | cosine")(
       "warmup-steps", po::value(&t.lr.warmup_steps)->default_value(t.lr.warmup_steps), "linear warm-up steps")(
       "lr-step-size", po::value(&t.lr.step_size)->default_value(t.lr.step_size), "step schedule: steps per decay")(
       "lr-gamma", po::value(&t.lr.gamma)->default_value(t.lr.gamma), "step schedule: decay factor")(
@@ -111,14 +134,14 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
                          "data-parallel")(
       "micro-batches", po::value(&micro_batches),
       "micro-batches per step streamed through the stages (the same setting as --grad-accumulation)")(
-      "pipeline-schedule", po::value(&t.pipeline_schedule)->default_value(t.pipeline_schedule), "1f1b | gpipe")(
-      "partition", po::value(&c.pipeline.partition)->default_value(c.pipeline.partition),
+      "pipeline-schedule", po::value(&pipeline_schedule)->default_value(pipeline_schedule), "1f1b | gpipe")(
+      "partition", po::value(&partition)->default_value(partition),
       "balance the built-in model's stages by: parameters | time (measured forward + backward)")(
       "stage-modules", po::value(&stage_modules),
       "comma-separated TorchScript module files, one per stage, instead of cutting a built-in model");
 
   po::options_description amp("Mixed precision");
-  amp.add_options()("amp", po::value(&t.amp)->default_value(t.amp), "autocast: none | bf16 | fp16")(
+  amp.add_options()("amp", po::value(&amp_name)->default_value(amp_name), "autocast: none | bf16 | fp16")(
       "loss-scaling", po::value(&loss_scaling)->default_value(loss_scaling),
       "auto (dynamic for fp16, none for bf16) | dynamic | none")(
       "loss-scale-init", po::value(&t.scaler.init_scale)->default_value(t.scaler.init_scale), "initial loss scale")(
@@ -132,7 +155,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   evaluation.add_options()("early-stopping-patience",
                            po::value(&t.early_stopping_patience)->default_value(t.early_stopping_patience),
                            "stop after this many epochs without improvement (0: off)")(
-      "early-stopping-metric", po::value(&t.early_stopping_metric)->default_value(t.early_stopping_metric),
+      "early-stopping-metric", po::value(&early_stopping_metric)->default_value(early_stopping_metric),
       "accuracy | loss")("early-stopping-min-delta",
                          po::value(&t.early_stopping_min_delta)->default_value(t.early_stopping_min_delta),
                          "smallest change that counts as an improvement");
@@ -148,7 +171,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   po::options_description output("Output");
   output.add_options()("metrics-file", po::value(&t.metrics_file), "JSON-lines metrics written by rank 0")(
       "log-every", po::value(&t.log_every)->default_value(t.log_every), "steps between progress reports")(
-      "progress", po::value(&t.progress)->default_value(t.progress), "auto | bar | lines | none")(
+      "progress", po::value(&progress)->default_value(progress), "auto | bar | lines | none")(
       "memory-warn-gb", po::value(&t.memory_warn_gb)->default_value(t.memory_warn_gb),
       "warn when a rank's resident memory passes this (0: off)")(
       "trace", po::value(&t.trace_file),
@@ -206,13 +229,12 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   }
 
   require(c.dry_run || !d.train_dir.empty(), "--train-data is required (a folder made by dtrain-shard)");
-  require(c.backend == "mpi" || c.backend == "nccl", fmt::format("--backend: '{}' is not mpi or nccl", c.backend));
+  c.backend = choose("backend", backend, {comm::Backend::kMpi, comm::Backend::kNccl});
   require(c.threads >= 1, fmt::format("--threads must be >= 1 (got {})", c.threads));
   require(c.comm_timeout_s > 0, "--comm-timeout-s must be positive");
   require(d.batch_size >= 1, fmt::format("--batch-size must be >= 1 (got {})", d.batch_size));
   require(d.prefetch_depth >= 1, fmt::format("--prefetch-depth must be >= 1 (got {})", d.prefetch_depth));
-  require(d.read_mode == "independent" || d.read_mode == "collective",
-          fmt::format("--read-mode: '{}' is not independent or collective", d.read_mode));
+  d.read_mode = choose("read-mode", read_mode, {ReadMode::kIndependent, ReadMode::kCollective});
   require(d.fraction > 0 && d.fraction <= 1, fmt::format("--data-fraction must be in (0, 1] (got {})", d.fraction));
   require(c.torchscript.empty() || vm["model"].defaulted(), "give either --model or --torchscript, not both");
   require(c.pipeline.stages >= 1, fmt::format("--pipeline-stages must be >= 1 (got {})", c.pipeline.stages));
@@ -223,10 +245,16 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
                         t.accumulation));
     t.accumulation = micro_batches;
   }
-  require(t.pipeline_schedule == "1f1b" || t.pipeline_schedule == "gpipe",
-          fmt::format("--pipeline-schedule: '{}' is not 1f1b or gpipe", t.pipeline_schedule));
-  require(c.pipeline.partition == "parameters" || c.pipeline.partition == "time",
-          fmt::format("--partition: '{}' is not parameters or time", c.pipeline.partition));
+  t.pipeline_schedule = choose("pipeline-schedule", pipeline_schedule, {ScheduleKind::k1F1B, ScheduleKind::kGPipe});
+  c.pipeline.partition = choose("partition", partition, {PartitionCost::kParameters, PartitionCost::kTime});
+  t.optimizer.kind = choose("optimizer", optimizer, {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW});
+  t.lr.kind =
+      choose("lr-schedule", lr_schedule, {LrScheduleKind::kConstant, LrScheduleKind::kStep, LrScheduleKind::kCosine});
+  t.amp = choose("amp", amp_name, {Precision::kFp32, Precision::kBf16, Precision::kFp16});
+  t.early_stopping_metric = choose("early-stopping-metric", early_stopping_metric,
+                                   {EarlyStoppingMetric::kAccuracy, EarlyStoppingMetric::kLoss});
+  t.progress = choose("progress", progress,
+                      {ProgressMode::kAuto, ProgressMode::kBar, ProgressMode::kLines, ProgressMode::kNone});
   for (std::size_t begin = 0; begin < stage_modules.size();) {
     const std::size_t end = std::min(stage_modules.find(',', begin), stage_modules.size());
     c.pipeline.stage_modules.push_back(stage_modules.substr(begin, end - begin));
@@ -252,7 +280,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   }
   require(loss_scaling == "auto" || loss_scaling == "dynamic" || loss_scaling == "none",
           fmt::format("--loss-scaling: '{}' is not auto, dynamic or none", loss_scaling));
-  t.scaler.enabled = loss_scaling == "dynamic" || (loss_scaling == "auto" && t.amp == "fp16");
+  t.scaler.enabled = loss_scaling == "dynamic" || (loss_scaling == "auto" && t.amp == Precision::kFp16);
   if (c.quick_validation) {
     d.fraction = std::min(d.fraction, 0.1);
     t.epochs = std::min<std::int64_t>(t.epochs, 2);

@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "comm/communicator.h"
+#include "runtime/data/hdf5_data_feed.h"
+#include "runtime/pipeline/pipeline_partition.h"
 #include "runtime/training/trainer.h"
 
 namespace dtrain::runtime {
@@ -15,7 +18,7 @@ struct DataOptions {
   std::string eval_dir;          // optional
   std::int64_t batch_size = 64;  // per rank
   int prefetch_depth = 4;
-  std::string read_mode = "independent";  // independent | collective
+  ReadMode read_mode = ReadMode::kIndependent;
   bool drop_last = false;
   bool verify = false;  // check every shard's CRC-32s against the manifest before training
   std::uint64_t seed = 0;
@@ -25,9 +28,9 @@ struct DataOptions {
 };
 
 struct PipelineOptions {
-  int stages = 1;                          // pipeline stages; the ranks / stages replicas train data-parallel
-  std::string partition = "parameters";    // parameters | time: what the built-in model's stages are balanced by
-  std::vector<std::string> stage_modules;  // or one TorchScript module file per stage
+  int stages = 1;  // pipeline stages; the ranks / stages replicas train data-parallel
+  PartitionCost partition = PartitionCost::kParameters;  // what the built-in model's stages are balanced by
+  std::vector<std::string> stage_modules;                // or one TorchScript module file per stage
 };
 
 struct CommandLine {
@@ -35,8 +38,8 @@ struct CommandLine {
   std::string model = "cnn";  // a name from the model registry
   std::string torchscript;    // or a TorchScript module file
   PipelineOptions pipeline;
-  std::string backend = "mpi";  // mpi | nccl
-  int threads = 1;              // intra-op threads per rank
+  comm::Backend backend = comm::Backend::kMpi;
+  int threads = 1;  // intra-op threads per rank
   double comm_timeout_s = 300;
   bool dry_run = false;
   bool quick_validation = false;

@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 
+#include "comm/control_plane.h"
 #include "comm/launch_check.h"
 #include "comm/mpi_environment.h"
 #include "comm/topology.h"
@@ -17,10 +19,10 @@
 #include "jobs/model_registry.h"
 #include "runtime/app/command_line.h"
 #include "runtime/data/hdf5_data_feed.h"
-#include "runtime/training/parallel_grid.h"
-#include "runtime/pipeline/pipeline_partition.h"
-#include "runtime/training/stop_request.h"
 #include "runtime/model/torch_compat.h"
+#include "runtime/pipeline/pipeline_partition.h"
+#include "runtime/training/parallel_grid.h"
+#include "runtime/training/stop_request.h"
 #include "runtime/training/trainer.h"
 
 namespace {
@@ -29,22 +31,21 @@ using namespace dtrain;
 
 // Collective: every rank checks what the launcher started against what MPI sees; a rank with a problem names it,
 // and every rank returns false if any rank has one.
-bool launch_is_consistent(const runtime::CommandLine& options, const comm::Topology& topology) {
-  const comm::Backend backend = comm::parse_backend(options.backend);
+bool launch_is_consistent(const runtime::CommandLine& options, const comm::Topology& topology,
+                          comm::ControlPlane& world) {
+  const comm::Backend backend = options.backend;
   const std::string problem = comm::check_launch(
       topology, backend, backend == comm::Backend::kNccl ? comm::visible_cuda_devices() : 0, std::getenv);
   if (!problem.empty()) std::fprintf(stderr, "dtrain: error on rank %d: %s\n", topology.world_rank, problem.c_str());
-  int bad = problem.empty() ? 0 : 1;
-  MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return bad == 0;
+  return !world.any(!problem.empty());
 }
 
 int dry_run(const runtime::CommandLine& options, const comm::Topology& topology) {
-  const comm::Backend backend = comm::parse_backend(options.backend);
+  const comm::Backend backend = options.backend;
   const std::string table = comm::format_rank_table(topology, comm::device_label(backend, topology), MPI_COMM_WORLD);
   if (topology.world_rank == 0) {
     std::printf("dtrain dry run: %d ranks on %d nodes, backend %s\n%s", topology.world_size, topology.node_count,
-                options.backend.c_str(), table.c_str());
+                comm::to_string(backend), table.c_str());
     std::printf("dtrain dry run: checked: the launcher and MPI agree on %d ranks%s\n", topology.world_size,
                 backend == comm::Backend::kNccl ? ", one visible GPU per rank on every node" : "");
   }
@@ -54,7 +55,7 @@ int dry_run(const runtime::CommandLine& options, const comm::Topology& topology)
 // This rank's model: the whole model, or its pipeline stage (a slice of the built-in model balanced by parameters or
 // measured time, or the stage's own TorchScript file). Every rank seeds alike, so the slices of one full model fit.
 std::unique_ptr<runtime::TrainableModel> make_model(const runtime::CommandLine& options, runtime::DataFeed& feed,
-                                                    const runtime::ParallelGrid& grid, comm::Communicator& world) {
+                                                    const runtime::ParallelGrid& grid) {
   torch::manual_seed(options.data.seed);
   if (!options.pipeline.stage_modules.empty() || !options.torchscript.empty()) {
     runtime::compat::prepare_torchscript_runtime();
@@ -66,20 +67,20 @@ std::unique_ptr<runtime::TrainableModel> make_model(const runtime::CommandLine& 
   if (grid.stages == 1) return std::make_unique<runtime::SequentialModel>(options.model, whole);
 
   std::vector<double> costs;
-  if (options.pipeline.partition == "time") {
+  if (options.pipeline.partition == runtime::PartitionCost::kTime) {
     std::vector<std::int64_t> shape{options.data.batch_size};
     shape.insert(shape.end(), input.sample_shape.begin(), input.sample_shape.end());
     const at::Tensor sample = options.data.targets == runtime::kNextTokenTargets
                                   ? torch::randint(input.classes, shape, torch::kLong)
                                   : torch::rand(shape);
-    costs = runtime::measured_costs(whole, sample, 5, world);
+    costs = runtime::measured_costs(whole, sample, 5, *grid.world_control);
   } else {
     costs = runtime::parameter_costs(whole);
   }
   const std::vector<runtime::LayerRange> ranges = runtime::balance_layers(costs, grid.stages);
-  if (world.rank() == 0) {
-    std::printf("dtrain: pipeline of %d stages by %s: %s\n", grid.stages, options.pipeline.partition.c_str(),
-                runtime::describe_partition(whole, ranges).c_str());
+  if (grid.world_control->rank() == 0) {
+    std::printf("dtrain: pipeline of %d stages by %s: %s\n", grid.stages,
+                runtime::to_string(options.pipeline.partition), runtime::describe_partition(whole, ranges).c_str());
   }
   const runtime::LayerRange mine = ranges[grid.stage];
   // The layer range is part of the name, so a checkpoint of another partition is refused by name.
@@ -89,18 +90,16 @@ std::unique_ptr<runtime::TrainableModel> make_model(const runtime::CommandLine& 
 
 // One fingerprint of the whole model's weights: its own CRC-32 without a pipeline, else the CRC-32 of the stages'.
 std::uint32_t weights_fingerprint(runtime::TrainableModel& model, const runtime::ParallelGrid& grid) {
-  at::Tensor stages = at::zeros({grid.stages}, at::kLong);
-  grid.pipeline->allgather(stages, at::tensor({static_cast<std::int64_t>(model.weights_crc32())}, at::kLong))->wait();
-  if (grid.stages == 1) return static_cast<std::uint32_t>(stages[0].item<std::int64_t>());
+  const std::vector<std::int64_t> stages =
+      grid.pipeline_control->allgather(std::vector<std::int64_t>{model.weights_crc32()});
+  if (grid.stages == 1) return static_cast<std::uint32_t>(stages[0]);
   return static_cast<std::uint32_t>(
-      crc32(0L, static_cast<const Bytef*>(stages.data_ptr()), static_cast<uInt>(stages.numel() * 8)));
+      crc32(0L, reinterpret_cast<const Bytef*>(stages.data()), static_cast<uInt>(stages.size() * 8)));
 }
 
 // The whole model's parameter count (a stage holds only its share).
 std::int64_t total_parameters(runtime::TrainableModel& model, const runtime::ParallelGrid& grid) {
-  at::Tensor count = at::tensor({model.parameter_count()}, at::kLong);
-  grid.pipeline->allreduce(count, comm::ReduceOp::kSum)->wait();
-  return count.item<std::int64_t>();
+  return grid.pipeline_control->sum(model.parameter_count());
 }
 
 // The model is built for the training samples: evaluation data of another shape or class count is refused up front
@@ -124,7 +123,7 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
   torch::set_num_threads(options.threads);
   comm::CommOptions comm_options;
   comm_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(options.comm_timeout_s * 1000));
-  const comm::Backend backend = comm::parse_backend(options.backend);
+  const comm::Backend backend = options.backend;
   if (backend == comm::Backend::kNccl && !torch::cuda::is_available()) {
     throw std::invalid_argument(
         "--backend nccl trains on CUDA tensors, but this LibTorch has no CUDA (build against a CUDA LibTorch, see "
@@ -136,7 +135,7 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
   runtime::Hdf5FeedOptions feed;
   feed.batch_size = options.data.batch_size;
   feed.prefetch_depth = options.data.prefetch_depth;
-  feed.collective = options.data.read_mode == "collective";
+  feed.read_mode = options.data.read_mode;
   feed.seed = options.data.seed;
   feed.fraction = options.data.fraction;
   feed.inputs = options.data.inputs;
@@ -151,7 +150,7 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
     check_same_kind_of_samples(options, *train_feed, *eval_feed);
   }
 
-  const std::unique_ptr<runtime::TrainableModel> model = make_model(options, *train_feed, grid, *comm);
+  const std::unique_ptr<runtime::TrainableModel> model = make_model(options, *train_feed, grid);
   const std::int64_t parameters = total_parameters(*model, grid);
   if (comm->rank() == 0) {
     std::printf(
@@ -208,8 +207,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dtrain: error: %s\n", e.what());
     return 2;
   }
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::unique_ptr<dtrain::comm::ControlPlane> world;
+  std::optional<dtrain::comm::Topology> topology;
+  try {
+    world = dtrain::comm::ControlPlane::create(MPI_COMM_WORLD);
+    topology = dtrain::comm::Topology::discover(MPI_COMM_WORLD);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dtrain: error: %s\n", e.what());
+    dtrain::comm::MpiEnvironment::abort_job(2);
+  }
+  const int rank = world->rank();
   dtrain::runtime::install_stop_signal_handlers();
 
   // Options come from the same argv and files on every rank, so every rank fails alike: rank 0 says why.
@@ -226,9 +233,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    const auto topology = dtrain::comm::Topology::discover(MPI_COMM_WORLD);
-    if (!launch_is_consistent(parsed.options, topology)) return 2;
-    return parsed.options.dry_run ? dry_run(parsed.options, topology) : train(parsed.options, topology);
+    if (!launch_is_consistent(parsed.options, *topology, *world)) return 2;
+    return parsed.options.dry_run ? dry_run(parsed.options, *topology) : train(parsed.options, *topology);
   } catch (const c10::Error& e) {
     // LibTorch's own message without its C++ backtrace, which only LibTorch's developers can read.
     std::fprintf(stderr, "dtrain: error on rank %d: %s\n", rank, e.what_without_backtrace());

@@ -1,7 +1,7 @@
 #pragma once
-// Note [Equal step counts]: what the trainer consumes, one micro-batch at a time. Every rank of a run gets the same
-// number of batches per epoch (the sampler pads or drops to a multiple of the world size), because every batch
-// ends in collectives; a feed that cannot guarantee that must fail instead of letting ranks run out of step.
+// What the trainer consumes, one micro-batch at a time. A feed must give every rank of a run the same number of
+// batches per epoch (see Note [Equal step counts] in sampler/distributed_sampler.h), or fail instead of letting the
+// ranks run out of step.
 
 #include <ATen/core/Tensor.h>
 

@@ -83,10 +83,14 @@ class Hdf5DataFeed final : public DataFeed {
 
 }  // namespace
 
+const char* to_string(ReadMode mode) {
+  return mode == ReadMode::kIndependent ? "independent" : "collective";
+}
+
 std::unique_ptr<DataFeed> make_hdf5_feed(const std::string& folder, const Hdf5FeedOptions& options, bool evaluation,
                                          comm::Communicator& comm) {
   io::ReadOptions read;
-  read.collective = options.collective;
+  read.collective = options.read_mode == ReadMode::kCollective;
   read.verify_checksums = options.verify_checksums;
   // The prefetch thread reads collectively on its own duplicate of the world, apart from the trainer's traffic.
   read.comm = MPI_COMM_WORLD;

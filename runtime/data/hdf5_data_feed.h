@@ -15,10 +15,14 @@ namespace dtrain::runtime {
 // model's context; the model reads tokens [0, L) and learns to predict tokens [1, L] (int64 inputs and targets).
 inline constexpr const char* kNextTokenTargets = "next-token";
 
+// How ranks read their samples (--read-mode): each on its own, or together in MPI-IO collective reads.
+enum class ReadMode { kIndependent, kCollective };
+const char* to_string(ReadMode mode);  // "independent", "collective"
+
 struct Hdf5FeedOptions {
   std::int64_t batch_size = 64;  // per rank
   int prefetch_depth = 4;
-  bool collective = false;  // MPI-IO collective reads instead of independent ones
+  ReadMode read_mode = ReadMode::kIndependent;
   std::uint64_t seed = 0;
   double fraction = 1.0;  // use the first fraction of the samples (quick validation)
   std::string inputs = "images";

@@ -9,55 +9,17 @@
 
 #include <algorithm>
 #include <chrono>
-#include <climits>
 #include <cmath>
 #include <mutex>
 
+#include "comm/control_plane.h"
+#include "comm/hash.h"
 #include "comm/tensor_buffer.h"
-#include "runtime/observability/timeline.h"
+#include "runtime/data_parallel/model_agreement.h"
 #include "runtime/model/torch_compat.h"
+#include "runtime/observability/timeline.h"
 
 namespace dtrain::runtime {
-
-namespace {
-
-// FNV-1a: a hash that is the same on every machine and compiler, unlike std::hash.
-std::uint64_t fnv1a(const std::string& text, std::uint64_t hash = 1469598103934665603ull) {
-  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
-  return hash;
-}
-
-std::vector<std::string> model_signature(const std::vector<NamedTensor>& parameters,
-                                         const std::vector<NamedTensor>& buffers) {
-  std::vector<std::string> out;
-  for (const auto& p : parameters) out.push_back("parameter " + signature(p));
-  for (const auto& b : buffers) out.push_back("buffer " + signature(b));
-  return out;
-}
-
-std::string join(const std::vector<std::string>& lines) {
-  std::string out;
-  for (const auto& line : lines) out += line + "\n";
-  return out;
-}
-
-std::vector<std::string> split_lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  for (std::size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
-    out.push_back(text.substr(start, end - start));
-  }
-  return out;
-}
-
-// Collective: true on every rank if `value` is the same on every rank.
-bool same_on_all_ranks(comm::Communicator& comm, std::int64_t value) {
-  at::Tensor bounds = at::tensor({value, -value}, at::kLong);
-  comm.allreduce(bounds, comm::ReduceOp::kMin)->wait();
-  return bounds[0].item<std::int64_t>() == -bounds[1].item<std::int64_t>();
-}
-
-}  // namespace
 
 struct Reducer::State {
   struct Param {
@@ -77,12 +39,15 @@ struct Reducer::State {
     std::chrono::steady_clock::time_point launched_at;  // for the timeline
   };
 
-  comm::Communicator& comm;
+  comm::Communicator& comm;                     // the gradients, parameters and buffers
+  std::unique_ptr<comm::ControlPlane> control;  // every agreement (Note [Control plane and data plane])
   ReducerOptions options;
   std::vector<Param> params;
   std::vector<Bucket> buckets;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // hooks fire only while these live
-  std::mutex mutex;                                                  // hooks may run on autograd's device threads
+  // Hooks fire only while their accumulators live; the keys remove them when the reducer goes (they point at it).
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<std::uintptr_t> hook_keys;
+  std::mutex mutex;  // hooks may run on autograd's device threads
   std::size_t next_to_launch = 0;
   std::size_t launched_in_backward = 0;  // of the last reduced iteration
   int no_sync_depth = 0;
@@ -90,7 +55,8 @@ struct Reducer::State {
   std::vector<std::size_t> ready_order;  // first iteration only: the order gradients became ready
   std::vector<std::string> unused_here;
 
-  State(comm::Communicator& c, ReducerOptions o) : comm(c), options(std::move(o)) {}
+  State(comm::Communicator& c, ReducerOptions o)
+      : comm(c), control(comm::ControlPlane::for_group(c)), options(std::move(o)) {}
 
   void build_buckets(const std::vector<std::size_t>& order);
   void mark_ready(std::size_t index);
@@ -215,10 +181,8 @@ void Reducer::State::rebuild_from_ready_order() {
   for (std::size_t i = params.size(); i-- > 0;) {
     if (!seen[i]) order.push_back(i);
   }
-  at::Tensor shared = at::empty({static_cast<int64_t>(order.size())}, at::kLong);
-  for (std::size_t i = 0; i < order.size(); ++i) shared[static_cast<int64_t>(i)] = static_cast<int64_t>(order[i]);
-  comm.broadcast(shared, 0)->wait();
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::size_t>(shared[i].item<int64_t>());
+  const std::vector<std::int64_t> shared = control->broadcast(std::vector<std::int64_t>(order.begin(), order.end()), 0);
+  order.assign(shared.begin(), shared.end());
 
   std::vector<at::Tensor> reduced;
   for (Param& p : params) reduced.push_back(p.view);
@@ -239,7 +203,7 @@ std::string Reducer::State::plan_text() const {
 
 void Reducer::State::verify_plan() {
   const std::string plan = plan_text();
-  if (!same_on_all_ranks(comm, static_cast<std::int64_t>(fnv1a(plan)))) {
+  if (!control->same_everywhere(comm::fnv1a(plan))) {
     throw ReducerError(
         fmt::format("gradient bucket plans differ across ranks (rank {} has {} buckets: {}); every "
                     "rank must build the same plan",
@@ -259,26 +223,8 @@ Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> b
   }
 
   // Same model everywhere? Compare one hash; on a difference, find and name it on every rank.
-  const std::vector<std::string> mine = model_signature(parameters, buffers);
-  const std::string my_text = join(mine);
-  if (!same_on_all_ranks(comm, static_cast<std::int64_t>(fnv1a(my_text)))) {
-    const std::vector<std::string> theirs = split_lines(comm::broadcast_string(comm, my_text, 0));
-    std::string difference;
-    for (std::size_t i = 0; i < std::max(mine.size(), theirs.size()) && difference.empty(); ++i) {
-      if (i >= mine.size()) {
-        difference = fmt::format("rank 0 has {} that this rank lacks", theirs[i]);
-      } else if (i >= theirs.size()) {
-        difference = fmt::format("this rank has {} that rank 0 lacks", mine[i]);
-      } else if (mine[i] != theirs[i]) {
-        difference = fmt::format("this rank has {} where rank 0 has {}", mine[i], theirs[i]);
-      }
-    }
-    at::Tensor first_bad = at::tensor({static_cast<int64_t>(difference.empty() ? INT_MAX : comm.rank())}, at::kLong);
-    comm.allreduce(first_bad, comm::ReduceOp::kMin)->wait();
-    if (difference.empty()) {
-      difference = fmt::format("rank {} has a different model (see its error)", first_bad.item<int64_t>());
-    }
-    throw ReducerError(fmt::format("the model differs across ranks on rank {}: {}", comm.rank(), difference));
+  if (const std::string difference = model_difference(parameters, buffers, *state_->control); !difference.empty()) {
+    throw ReducerError(difference);
   }
 
   {
@@ -304,12 +250,18 @@ Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> b
 
   for (std::size_t i = 0; i < state_->params.size(); ++i) {
     auto accumulator = torch::autograd::impl::grad_accumulator(state_->params[i].tensor);
-    accumulator->add_post_hook(std::make_unique<ReadyHook>(state_.get(), i));
+    state_->hook_keys.push_back(accumulator->add_post_hook(std::make_unique<ReadyHook>(state_.get(), i)));
     state_->accumulators.push_back(std::move(accumulator));
   }
 }
 
-Reducer::~Reducer() = default;
+// The accumulators belong to the parameters and outlive the reducer; their hooks must not call into a freed state
+// (a model wrapped again in a new DistributedDataParallel, say).
+Reducer::~Reducer() {
+  for (std::size_t i = 0; i < state_->accumulators.size(); ++i) {
+    state_->accumulators[i]->del_post_hook(state_->hook_keys[i]);
+  }
+}
 
 void Reducer::finish_backward() {
   State& s = *state_;
@@ -404,7 +356,7 @@ std::vector<std::vector<std::size_t>> Reducer::bucket_plan() const {
 }
 
 std::uint64_t Reducer::plan_hash() const {
-  return fnv1a(state_->plan_text());
+  return comm::fnv1a(state_->plan_text());
 }
 
 std::size_t Reducer::iteration() const {

@@ -8,17 +8,29 @@
 
 namespace dtrain::runtime {
 
-ProgressReporter::ProgressReporter(bool active, const std::string& mode, const std::string& metrics_file,
+const char* to_string(ProgressMode mode) {
+  switch (mode) {
+    case ProgressMode::kAuto:
+      return "auto";
+    case ProgressMode::kBar:
+      return "bar";
+    case ProgressMode::kLines:
+      return "lines";
+    case ProgressMode::kNone:
+      return "none";
+  }
+  return "?";
+}
+
+ProgressReporter::ProgressReporter(bool active, ProgressMode mode, const std::string& metrics_file,
                                    std::int64_t total_steps)
     : active_(active),
       // Under mpirun a rank's stdout is a pseudo-terminal even when the output goes to a file; its stderr is not.
-      bar_(mode == "bar" || (mode == "auto" && ::isatty(STDOUT_FILENO) && ::isatty(STDERR_FILENO))),
-      quiet_(mode == "none"),
+      bar_(mode == ProgressMode::kBar ||
+           (mode == ProgressMode::kAuto && ::isatty(STDOUT_FILENO) && ::isatty(STDERR_FILENO))),
+      quiet_(mode == ProgressMode::kNone),
       total_steps_(total_steps),
       start_(std::chrono::steady_clock::now()) {
-  if (mode != "auto" && mode != "bar" && mode != "lines" && mode != "none") {
-    throw std::invalid_argument(fmt::format("--progress: '{}' is not one of auto, bar, lines, none", mode));
-  }
   if (active_ && !metrics_file.empty()) {
     metrics_.open(metrics_file, std::ios::out | std::ios::app);
     if (!metrics_) throw std::runtime_error(fmt::format("cannot open metrics file {} for writing", metrics_file));

@@ -11,11 +11,14 @@
 
 namespace dtrain::runtime {
 
+// auto: a bar on a terminal, lines otherwise.
+enum class ProgressMode { kAuto, kBar, kLines, kNone };
+const char* to_string(ProgressMode mode);  // "auto", "bar", "lines", "none"
+
 class ProgressReporter {
  public:
-  // `mode`: auto | bar | lines | none. `active` is false on every rank but 0. Throws std::runtime_error if the
-  // metrics file cannot be opened for writing.
-  ProgressReporter(bool active, const std::string& mode, const std::string& metrics_file, std::int64_t total_steps);
+  // `active` is false on every rank but 0. Throws std::runtime_error if the metrics file cannot be opened for writing.
+  ProgressReporter(bool active, ProgressMode mode, const std::string& metrics_file, std::int64_t total_steps);
 
   // A training record: printed (bar or line) and appended to the metrics file.
   void step(const nlohmann::json& record, std::int64_t step, double samples_per_second);

@@ -1,9 +1,9 @@
 #include "runtime/observability/timeline.h"
 
-#include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -24,23 +24,23 @@ double micros(Timeline::Clock::time_point t) {
 
 }  // namespace
 
-double clock_offset_to_rank0(comm::Communicator& world, const std::function<double()>& now_us) {
+double clock_offset_to_rank0(comm::ControlPlane& world, const std::function<double()>& now_us) {
+  // Stamps travel as integer nanoseconds.
+  auto stamp = [&] { return static_cast<std::int64_t>(std::llround(now_us() * 1e3)); };
   double best_offset = 0, best_round_trip = std::numeric_limits<double>::infinity();
-  at::Tensor stamp = at::zeros({1}, at::kDouble);
   for (int peer = 1; peer < world.size(); ++peer) {
     for (int i = 0; i < kRoundTrips; ++i) {
       if (world.rank() == 0) {
-        world.recv(stamp, peer, kTag)->wait();
-        stamp[0] = now_us();
-        world.send(stamp, peer, kTag)->wait();
+        world.recv(1, peer, kTag);
+        world.send({stamp()}, peer, kTag)->wait();
       } else if (world.rank() == peer) {
         const double sent = now_us();
-        world.send(stamp, 0, kTag)->wait();
-        world.recv(stamp, 0, kTag)->wait();
+        world.send({0}, 0, kTag)->wait();
+        const std::int64_t theirs = world.recv(1, 0, kTag)[0];
         const double received = now_us();
         if (received - sent < best_round_trip) {
           best_round_trip = received - sent;
-          best_offset = stamp[0].item<double>() - (sent + received) / 2;
+          best_offset = static_cast<double>(theirs) / 1e3 - (sent + received) / 2;
         }
       }
     }
@@ -73,7 +73,7 @@ void Timeline::reset() {
   spans_.clear();
 }
 
-void Timeline::write_merged(comm::Communicator& world, const std::string& path, const std::string& host) {
+void Timeline::write_merged(comm::ControlPlane& world, const std::string& path, const std::string& host) {
   const double offset = clock_offset_to_rank0(world, [] { return micros(Clock::now()); });
   nlohmann::json events = nlohmann::json::array();
   events.push_back({{"ph", "M"},
@@ -108,13 +108,7 @@ void Timeline::write_merged(comm::Communicator& world, const std::string& path, 
   if (world.rank() == 0) {
     nlohmann::json all = events;
     for (int peer = 1; peer < world.size(); ++peer) {
-      at::Tensor length = at::zeros({1}, at::kLong);
-      world.recv(length, peer, kTag)->wait();
-      at::Tensor bytes = at::empty({length[0].item<std::int64_t>()}, at::kByte);
-      world.recv(bytes, peer, kTag)->wait();
-      const std::string text(reinterpret_cast<const char*>(bytes.data_ptr<std::uint8_t>()),
-                             static_cast<std::size_t>(bytes.numel()));
-      for (auto& event : nlohmann::json::parse(text)) all.push_back(std::move(event));
+      for (auto& event : nlohmann::json::parse(world.recv_text(peer, kTag))) all.push_back(std::move(event));
     }
     const nlohmann::json trace = {{"traceEvents", std::move(all)}, {"displayTimeUnit", "ms"}};
     const std::string temporary = path + ".tmp";
@@ -126,13 +120,9 @@ void Timeline::write_merged(comm::Communicator& world, const std::string& path, 
       error = fmt::format("cannot write the trace file {}", path);
     }
   } else {
-    const std::string text = events.dump();
-    world.send(at::tensor({static_cast<std::int64_t>(text.size())}, at::kLong), 0, kTag)->wait();
-    at::Tensor bytes = at::empty({static_cast<std::int64_t>(text.size())}, at::kByte);
-    std::memcpy(bytes.data_ptr<std::uint8_t>(), text.data(), text.size());
-    world.send(bytes, 0, kTag)->wait();
+    world.send_text(events.dump(), 0, kTag);
   }
-  const std::string shared = comm::broadcast_string(world, error, 0);
+  const std::string shared = world.broadcast(error, 0);
   if (!shared.empty()) throw std::runtime_error(shared);
 }
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/communicator.h"
+#include "comm/control_plane.h"
 
 namespace dtrain::runtime {
 
@@ -23,7 +23,7 @@ enum class Lane : int { kCompute = 0, kCommunication = 1, kPipeline = 2 };
 
 // How far ahead rank 0's clock is of this rank's, in microseconds (0 on rank 0), by Cristian's method over `world`:
 // of a few round trips to rank 0, the shortest one's midpoint is compared with rank 0's reading. Collective.
-double clock_offset_to_rank0(comm::Communicator& world, const std::function<double()>& now_us);
+double clock_offset_to_rank0(comm::ControlPlane& world, const std::function<double()>& now_us);
 
 class Timeline {
  public:
@@ -47,7 +47,7 @@ class Timeline {
 
   // Collective over `world`: aligns every rank's clock to rank 0's, gathers the spans and has rank 0 write them as
   // Chrome trace JSON to `path` (atomically). Throws std::runtime_error on rank 0 if the file cannot be written.
-  void write_merged(comm::Communicator& world, const std::string& path, const std::string& host);
+  void write_merged(comm::ControlPlane& world, const std::string& path, const std::string& host);
 
   // Records [construction, destruction) as one span.
   class Scope {

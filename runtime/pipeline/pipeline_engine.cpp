@@ -4,20 +4,17 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <optional>
 
+#include "comm/clock.h"
 #include "runtime/observability/timeline.h"
 
 namespace dtrain::runtime {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+using Clock = comm::SteadyClock;
+using comm::seconds_since;
 
 // Header layout: kind, step, micro-batch, dtype, rank (number of dims), dims...
 constexpr std::int64_t kMaxDims = 8;
@@ -29,25 +26,23 @@ const char* kind_name(std::int64_t kind) {
 }
 
 // The schedules of all stages, gathered: each stage contributes (micro-batches, length, op, mb, op, mb, ...).
-std::vector<StageSchedule> gather_schedules(comm::Communicator& comm, const StageSchedule& mine, int micro_batches,
+std::vector<StageSchedule> gather_schedules(comm::ControlPlane& control, const StageSchedule& mine, int micro_batches,
                                             std::vector<int>& all_micro_batches) {
-  at::Tensor length = at::empty({comm.size()}, at::kLong);
-  comm.allgather(length, at::tensor({static_cast<std::int64_t>(mine.size())}, at::kLong))->wait();
-  const std::int64_t longest = length.max().item<std::int64_t>();
-  at::Tensor encoded = at::full({2 + 2 * longest}, -1, at::kLong);
+  const std::vector<std::int64_t> lengths =
+      control.allgather(std::vector<std::int64_t>{static_cast<std::int64_t>(mine.size())});
+  const std::int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  std::vector<std::int64_t> encoded(static_cast<std::size_t>(2 + 2 * longest), -1);
   encoded[0] = micro_batches;
   encoded[1] = static_cast<std::int64_t>(mine.size());
   for (std::size_t i = 0; i < mine.size(); ++i) {
-    encoded[static_cast<std::int64_t>(2 + 2 * i)] = static_cast<std::int64_t>(mine[i].op);
-    encoded[static_cast<std::int64_t>(3 + 2 * i)] = mine[i].micro_batch;
+    encoded[2 + 2 * i] = static_cast<std::int64_t>(mine[i].op);
+    encoded[3 + 2 * i] = mine[i].micro_batch;
   }
-  at::Tensor all = at::empty({comm.size(), 2 + 2 * longest}, at::kLong);
-  comm.allgather(all, encoded)->wait();
-  std::vector<StageSchedule> out(static_cast<std::size_t>(comm.size()));
-  all_micro_batches.assign(static_cast<std::size_t>(comm.size()), 0);
-  const auto* data = all.data_ptr<std::int64_t>();
-  for (int s = 0; s < comm.size(); ++s) {
-    const std::int64_t* row = data + s * (2 + 2 * longest);
+  const std::vector<std::int64_t> all = control.allgather(encoded);
+  std::vector<StageSchedule> out(static_cast<std::size_t>(control.size()));
+  all_micro_batches.assign(static_cast<std::size_t>(control.size()), 0);
+  for (int s = 0; s < control.size(); ++s) {
+    const std::int64_t* row = all.data() + s * (2 + 2 * longest);
     all_micro_batches[s] = static_cast<int>(row[0]);
     for (std::int64_t i = 0; i < row[1]; ++i) {
       out[s].push_back({static_cast<PipeOp>(row[2 + 2 * i]), static_cast<int>(row[3 + 2 * i])});
@@ -58,14 +53,11 @@ std::vector<StageSchedule> gather_schedules(comm::Communicator& comm, const Stag
 
 }  // namespace
 
-PipelineEngine::PipelineEngine(comm::Communicator& pipeline, StageSchedule schedule, int micro_batches)
-    : comm_(pipeline),
-      schedule_(std::move(schedule)),
-      micro_batches_(micro_batches),
-      stage_(pipeline.rank()),
-      stages_(pipeline.size()) {
+PipelineEngine::PipelineEngine(comm::Communicator& pipeline, comm::ControlPlane& control, StageSchedule schedule,
+                               int micro_batches)
+    : schedule_(std::move(schedule)), micro_batches_(micro_batches), stage_(pipeline.rank()), stages_(pipeline.size()) {
   std::vector<int> micro_batches_per_stage;
-  const std::vector<StageSchedule> all = gather_schedules(comm_, schedule_, micro_batches_, micro_batches_per_stage);
+  const std::vector<StageSchedule> all = gather_schedules(control, schedule_, micro_batches_, micro_batches_per_stage);
   for (int s = 0; s < stages_; ++s) {
     if (micro_batches_per_stage[s] != micro_batches_per_stage[0]) {
       throw PipelineError(
@@ -82,8 +74,12 @@ PipelineEngine::PipelineEngine(comm::Communicator& pipeline, StageSchedule sched
     const bool lower = stage_ % 2 == parity && stage_ + 1 < stages_;
     const bool upper = (stage_ - 1) % 2 == parity && stage_ >= 1;
     const int link = lower ? stage_ : upper ? stage_ - 1 : -1;
-    auto activations = comm_.split(link, stage_, fmt::format("{}-activations-{}", comm_.name(), link));
-    auto gradients = comm_.split(link, stage_, fmt::format("{}-gradients-{}", comm_.name(), link));
+    auto make_link = [&](const char* kind) {
+      const std::string name = fmt::format("{}-{}-{}", pipeline.name(), kind, link);
+      return Link{pipeline.split(link, stage_, name), control.split(link, stage_, name + "-control")};
+    };
+    Link activations = make_link("activations");
+    Link gradients = make_link("gradients");
     if (lower) {
       to_next_ = std::move(activations);
       from_next_ = std::move(gradients);
@@ -99,29 +95,27 @@ void PipelineEngine::send(const at::Tensor& tensor, Kind kind, int mb) {
     throw PipelineError(fmt::format("pipeline stage {}: a {} of {} dimensions cannot cross stages (at most {})", stage_,
                                     kind_name(static_cast<std::int64_t>(kind)), tensor.dim(), kMaxDims));
   }
-  at::Tensor header = at::zeros({kHeaderSize}, at::kLong);
-  auto* h = header.data_ptr<std::int64_t>();
+  std::vector<std::int64_t> h(kHeaderSize, 0);
   h[0] = static_cast<std::int64_t>(kind);
   h[1] = step_;
   h[2] = mb;
   h[3] = static_cast<std::int64_t>(tensor.scalar_type());
   h[4] = tensor.dim();
   for (std::int64_t d = 0; d < tensor.dim(); ++d) h[5 + d] = tensor.size(d);
-  comm::Communicator& link = kind == Kind::kActivation ? *to_next_ : *to_prev_;
+  Link& link = kind == Kind::kActivation ? to_next_ : to_prev_;
   const int peer = kind == Kind::kActivation ? 1 : 0;
   at::Tensor payload = tensor.detach().contiguous();
   const auto now = Clock::now();
-  link.send(header, peer, kTag);  // completes before the payload's send: waiting for that one covers both
-  pending_sends_.emplace_back(link.send(payload, peer, kTag), now);
+  comm::WorkPtr header = link.control->send(std::move(h), peer, kTag);
+  pending_sends_.push_back({std::move(header), link.data->send(payload, peer, kTag), now});
 }
 
 at::Tensor PipelineEngine::recv(Kind kind, int mb) {
-  comm::Communicator& link = kind == Kind::kActivation ? *from_prev_ : *from_next_;
+  Link& link = kind == Kind::kActivation ? from_prev_ : from_next_;
   const int peer = kind == Kind::kActivation ? 0 : 1;
   const int from = kind == Kind::kActivation ? stage_ - 1 : stage_ + 1;
-  at::Tensor header = at::empty({kHeaderSize}, at::kLong);
-  link.recv(header, peer, kTag)->wait();
-  const auto* h = header.data_ptr<std::int64_t>();
+  const std::vector<std::int64_t> header = link.control->recv(kHeaderSize, peer, kTag);
+  const std::int64_t* h = header.data();
   if (h[0] != static_cast<std::int64_t>(kind) || h[1] != step_ || h[2] != mb) {
     throw PipelineError(fmt::format(
         "pipeline stage {} expected the {} of micro-batch {} of step {} from stage {}, but got the {} of micro-batch "
@@ -130,14 +124,15 @@ at::Tensor PipelineEngine::recv(Kind kind, int mb) {
   }
   const std::vector<std::int64_t> shape(h + 5, h + 5 + h[4]);
   at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(static_cast<c10::ScalarType>(h[3])));
-  link.recv(tensor, peer, kTag)->wait();
+  link.data->recv(tensor, peer, kTag)->wait();
   return tensor;
 }
 
 void PipelineEngine::wait_sends() {
-  for (auto& [work, posted] : pending_sends_) {
-    work->wait();
-    Timeline::instance().add("send", "pipeline", posted, work->finished_at(), Lane::kPipeline);
+  for (PendingSend& send : pending_sends_) {
+    send.header->wait();
+    send.payload->wait();
+    Timeline::instance().add("send", "pipeline", send.posted, send.payload->finished_at(), Lane::kPipeline);
   }
   pending_sends_.clear();
 }

@@ -1,8 +1,9 @@
 #pragma once
 // Runs one pipeline stage: executes its schedule (Note [Pipeline schedules as data]) for each training step,
 // streaming micro-batch activations to the next stage and their gradients back over the pipeline communicator.
-// Every transfer is a small header (what it is, which micro-batch, dtype, shape) and then the tensor, so a receiver
-// needs no shapes in advance and a transfer that is not the one the schedule expects is an error naming both.
+// Every transfer is a small header (what it is, which micro-batch, dtype, shape) on the control plane and then the
+// tensor on the data plane, so a receiver needs no shapes in advance and a transfer that is not the one the schedule
+// expects is an error naming both.
 
 #include <ATen/core/Tensor.h>
 
@@ -15,8 +16,9 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "runtime/pipeline/pipeline_schedule.h"
+#include "comm/control_plane.h"
 #include "runtime/data_parallel/reducer.h"
+#include "runtime/pipeline/pipeline_schedule.h"
 
 namespace dtrain::runtime {
 
@@ -42,10 +44,10 @@ struct PipelineStepStats {
 
 class PipelineEngine {
  public:
-  // Collective over `pipeline` (rank = stage, size = number of stages): every stage's schedule is gathered and
-  // checked with check_schedules(); a schedule that does not pair up or would deadlock throws PipelineError with the
-  // same message on every stage, before any activation moves.
-  PipelineEngine(comm::Communicator& pipeline, StageSchedule schedule, int micro_batches);
+  // Collective over `pipeline` (rank = stage, size = number of stages) and its control plane: every stage's schedule
+  // is gathered and checked with check_schedules(); a schedule that does not pair up or would deadlock throws
+  // PipelineError with the same message on every stage, before any activation moves.
+  PipelineEngine(comm::Communicator& pipeline, comm::ControlPlane& control, StageSchedule schedule, int micro_batches);
 
   int stage() const { return stage_; }
   int stages() const { return stages_; }
@@ -74,16 +76,23 @@ class PipelineEngine {
   at::Tensor recv(Kind kind, int mb);
   void wait_sends();
 
-  comm::Communicator& comm_;
-  // One communicator per link and direction (Note [Pipeline schedules as data]); null where there is no neighbour.
-  // In each, the lower stage is rank 0 and the higher stage rank 1.
-  std::unique_ptr<comm::Communicator> to_next_, from_next_, to_prev_, from_prev_;
+  // One link per neighbour and direction (Note [Pipeline schedules as data]): a data communicator for the tensors and
+  // a control plane for their headers. In each, the lower stage is rank 0 and the higher stage rank 1.
+  struct Link {
+    std::unique_ptr<comm::Communicator> data;
+    std::unique_ptr<comm::ControlPlane> control;
+  };
+  Link to_next_, from_next_, to_prev_, from_prev_;  // empty where there is no neighbour
   StageSchedule schedule_;
   int micro_batches_;
   int stage_;
   int stages_;
   std::int64_t step_ = 0;  // steps (and evaluation batches) run; in every header, so a stray transfer is caught
-  std::vector<std::pair<comm::WorkPtr, std::chrono::steady_clock::time_point>> pending_sends_;  // and when posted
+  struct PendingSend {
+    comm::WorkPtr header, payload;
+    std::chrono::steady_clock::time_point posted;
+  };
+  std::vector<PendingSend> pending_sends_;
   int peak_live_ = 0;
 };
 

@@ -58,10 +58,14 @@ std::vector<double> parameter_costs(const torch::nn::Sequential& model) {
   return costs;
 }
 
+const char* to_string(PartitionCost cost) {
+  return cost == PartitionCost::kParameters ? "parameters" : "time";
+}
+
 std::vector<double> measured_costs(const torch::nn::Sequential& model, const at::Tensor& sample_input, int repeats,
-                                   comm::Communicator& world) {
+                                   comm::ControlPlane& world) {
   const auto layers = static_cast<std::int64_t>(model->size());
-  at::Tensor costs = at::zeros({layers}, at::kDouble);
+  std::vector<double> costs(static_cast<std::size_t>(layers), 0.0);
   if (world.rank() == 0) {
     std::vector<std::vector<double>> samples(static_cast<std::size_t>(layers));
     for (int r = 0; r < std::max(1, repeats); ++r) {
@@ -85,8 +89,7 @@ std::vector<double> measured_costs(const torch::nn::Sequential& model, const at:
       costs[i] = s[s.size() / 2];
     }
   }
-  world.broadcast(costs, 0)->wait();
-  return std::vector<double>(costs.data_ptr<double>(), costs.data_ptr<double>() + layers);
+  return world.broadcast(std::move(costs), 0);
 }
 
 torch::nn::Sequential slice_layers(const torch::nn::Sequential& model, LayerRange range) {

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "comm/communicator.h"
+#include "comm/control_plane.h"
 
 namespace dtrain::runtime {
 
@@ -25,13 +25,17 @@ struct LayerRange {
 // if there are fewer layers than stages.
 std::vector<LayerRange> balance_layers(const std::vector<double>& costs, int stages);
 
+// What the built-in model's stages are balanced by (--partition): parameter counts or measured time.
+enum class PartitionCost { kParameters, kTime };
+const char* to_string(PartitionCost cost);  // "parameters", "time"
+
 // One cost per layer: its parameter count.
 std::vector<double> parameter_costs(const torch::nn::Sequential& model);
 
 // One cost per layer: its forward plus backward time (seconds, median of `repeats`) on `sample_input`. Collective:
 // world rank 0 measures and broadcasts its figures, so every rank partitions alike.
 std::vector<double> measured_costs(const torch::nn::Sequential& model, const at::Tensor& sample_input, int repeats,
-                                   comm::Communicator& world);
+                                   comm::ControlPlane& world);
 
 // A new Sequential of layers [range.begin, range.end) of `model`, sharing their parameters and keeping their names
 // ("3.weight" stays "3.weight"), so that checkpoints and errors use the full model's names.

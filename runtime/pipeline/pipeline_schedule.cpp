@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <map>
 #include <set>
 #include <stdexcept>
 #include <tuple>
+
+#include "comm/hash.h"
 
 namespace dtrain::runtime {
 
@@ -28,12 +31,6 @@ const char* to_string(PipeOp op) {
       return "send-gradient";
   }
   return "?";
-}
-
-ScheduleKind parse_schedule_kind(const std::string& name) {
-  if (name == "gpipe") return ScheduleKind::kGPipe;
-  if (name == "1f1b") return ScheduleKind::k1F1B;
-  throw std::invalid_argument(fmt::format("pipeline schedule '{}' is not one of gpipe, 1f1b", name));
 }
 
 const char* to_string(ScheduleKind kind) {
@@ -150,40 +147,43 @@ std::string check_pairing(const std::vector<StageSchedule>& stages) {
   return "";
 }
 
-// Executes all stages with the semantics of Note [Pipeline schedules as data] and returns "" if every stage reaches
-// its end, else where each stage is stuck.
-std::string check_progress(const std::vector<StageSchedule>& stages) {
+// Executes all stages with the semantics of Note [Pipeline schedules as data]: a stage runs its instructions in
+// order, sends never wait, a receive waits until its micro-batch has been sent on its link. `run` sees every
+// instruction as it executes. Returns where each stage stopped (its schedule's size if it reached the end).
+std::vector<std::size_t> execute(const std::vector<StageSchedule>& stages,
+                                 const std::function<void(int stage, const PipeInstruction&)>& run) {
   const int p = static_cast<int>(stages.size());
   std::vector<std::size_t> pc(static_cast<std::size_t>(p), 0);
-  // Per link (from, to): messages sent and receives posted.
-  std::map<std::pair<int, int>, int> sent, posted;
-  std::set<std::pair<int, std::size_t>> reached;  // receives already posted, as (stage, instruction)
+  std::set<std::tuple<int, int, int>> sent;  // (from, to, micro-batch)
   bool progress = true;
   while (progress) {
     progress = false;
     for (int s = 0; s < p; ++s) {
       const StageSchedule& schedule = stages[s];
-      std::size_t& i = pc[s];
-      while (i < schedule.size()) {
-        const PipeOp op = schedule[i].op;
-        if (op == PipeOp::kSendActivation || op == PipeOp::kSendGradient) {
-          ++sent[{s, op == PipeOp::kSendActivation ? s + 1 : s - 1}];
-        } else if (op == PipeOp::kRecvActivation || op == PipeOp::kRecvGradient) {
-          const std::pair<int, int> link{op == PipeOp::kRecvActivation ? s - 1 : s + 1, s};
-          // Posted when the stage first reaches it; then it waits for its message.
-          if (reached.insert({s, i}).second) ++posted[link];
-          if (sent[link] < posted[link]) break;
+      for (std::size_t& i = pc[s]; i < schedule.size(); ++i, progress = true) {
+        const PipeInstruction& in = schedule[i];
+        if (in.op == PipeOp::kRecvActivation || in.op == PipeOp::kRecvGradient) {
+          const int from = in.op == PipeOp::kRecvActivation ? s - 1 : s + 1;
+          if (sent.count({from, s, in.micro_batch}) == 0) break;
         }
-        ++i;
-        progress = true;
+        if (in.op == PipeOp::kSendActivation) sent.insert({s, s + 1, in.micro_batch});
+        if (in.op == PipeOp::kSendGradient) sent.insert({s, s - 1, in.micro_batch});
+        run(s, in);
       }
     }
   }
+  return pc;
+}
+
+// "" if every stage reaches its end, else where each stage is stuck. The schedules pair up (check_pairing).
+std::string check_progress(const std::vector<StageSchedule>& stages) {
+  const std::vector<std::size_t> pc = execute(stages, [](int, const PipeInstruction&) {});
   bool done = true;
-  for (int s = 0; s < p; ++s) done = done && pc[s] == stages[s].size();
+  for (std::size_t s = 0; s < stages.size(); ++s) done = done && pc[s] == stages[s].size();
   if (done) return "";
   std::vector<std::string> stuck;
-  for (int s = 0; s < p; ++s) stuck.push_back(fmt::format("stage {} at {}", s, at(stages[s], pc[s])));
+  for (std::size_t s = 0; s < stages.size(); ++s)
+    stuck.push_back(fmt::format("stage {} at {}", s, at(stages[s], pc[s])));
   return fmt::format("pipeline schedules would deadlock: {}", fmt::join(stuck, "; "));
 }
 
@@ -226,19 +226,12 @@ std::string describe(const StageSchedule& schedule) {
 }
 
 std::uint64_t schedule_hash(const StageSchedule& schedule) {
-  std::uint64_t h = 1469598103934665603ull;
-  auto mix = [&](std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) {
-      h ^= (v >> (8 * i)) & 0xff;
-      h *= 1099511628211ull;
-    }
-  };
-  mix(schedule.size());
+  std::vector<std::int64_t> fields{static_cast<std::int64_t>(schedule.size())};
   for (const auto& in : schedule) {
-    mix(static_cast<std::uint64_t>(in.op));
-    mix(static_cast<std::uint64_t>(in.micro_batch));
+    fields.push_back(static_cast<std::int64_t>(in.op));
+    fields.push_back(in.micro_batch);
   }
-  return h;
+  return comm::fnv1a(fields.data(), fields.size() * sizeof(std::int64_t));
 }
 
 int max_live_activations(const StageSchedule& schedule) {
@@ -262,40 +255,24 @@ std::string check_schedules(const std::vector<StageSchedule>& stages, int micro_
 }
 
 double simulated_bubble_fraction(const std::vector<StageSchedule>& stages, double forward, double backward) {
-  // Event simulation: a stage runs its instructions in order; a receive waits for the time its message was sent.
+  // Each stage's clock advances by its compute; a receive also waits for the time its message was sent.
   const int p = static_cast<int>(stages.size());
   std::map<std::tuple<int, int, int>, double> sent_at;  // (from, to, micro-batch) -> time
   std::vector<double> clock(static_cast<std::size_t>(p), 0.0);
-  std::vector<std::size_t> pc(static_cast<std::size_t>(p), 0);
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (int s = 0; s < p; ++s) {
-      const StageSchedule& schedule = stages[s];
-      std::size_t& i = pc[s];
-      double& t = clock[s];
-      for (; i < schedule.size(); ++i, progress = true) {
-        const PipeInstruction& in = schedule[i];
-        if (in.op == PipeOp::kForward) t += forward;
-        if (in.op == PipeOp::kBackward) t += backward;
-        if (in.op == PipeOp::kSendActivation) sent_at[{s, s + 1, in.micro_batch}] = t;
-        if (in.op == PipeOp::kSendGradient) sent_at[{s, s - 1, in.micro_batch}] = t;
-        if (in.op == PipeOp::kRecvActivation || in.op == PipeOp::kRecvGradient) {
-          const int from = in.op == PipeOp::kRecvActivation ? s - 1 : s + 1;
-          const auto it = sent_at.find({from, s, in.micro_batch});
-          if (it == sent_at.end()) break;
-          t = std::max(t, it->second);
-        }
-      }
+  double busy = 0;
+  execute(stages, [&](int s, const PipeInstruction& in) {
+    double& t = clock[s];
+    if (in.op == PipeOp::kForward || in.op == PipeOp::kBackward) {
+      const double cost = in.op == PipeOp::kForward ? forward : backward;
+      t += cost;
+      busy += cost;
     }
-  }
-  double busy = 0, total = 0;
-  for (int s = 0; s < p; ++s) {
-    for (const auto& in : stages[s]) {
-      busy += in.op == PipeOp::kForward ? forward : in.op == PipeOp::kBackward ? backward : 0;
-    }
-    total = std::max(total, clock[s]);
-  }
+    if (in.op == PipeOp::kSendActivation) sent_at[{s, s + 1, in.micro_batch}] = t;
+    if (in.op == PipeOp::kSendGradient) sent_at[{s, s - 1, in.micro_batch}] = t;
+    if (in.op == PipeOp::kRecvActivation) t = std::max(t, sent_at[{s - 1, s, in.micro_batch}]);
+    if (in.op == PipeOp::kRecvGradient) t = std::max(t, sent_at[{s + 1, s, in.micro_batch}]);
+  });
+  const double total = *std::max_element(clock.begin(), clock.end());
   return total > 0 ? 1.0 - busy / (total * p) : 0.0;
 }
 

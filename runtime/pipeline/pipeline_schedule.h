@@ -5,9 +5,9 @@
 // literally, with these semantics, which check_schedules() simulates:
 //  - kSendActivation / kSendGradient post a send and go on at once (the stage computes while it sends);
 //  - kRecvActivation / kRecvGradient post a receive and wait for its message, and for nothing else: each link and
-//    direction has a communicator of its own (runtime/pipeline/pipeline_engine.cpp), because a communicator completes its
-//    operations in issue order (Note [Communicator contract]), and on a shared one a receive would also wait for the
-//    stage's earlier sends to be matched (with a large transfer sent as header + payload, 1F1B would deadlock);
+//    direction has a communicator of its own (runtime/pipeline/pipeline_engine.cpp), because a communicator completes
+//    its operations in issue order (Note [Communicator contract]), and on a shared one a receive would also wait for
+//    the stage's earlier sends to be matched (with a large transfer sent as header + payload, 1F1B would deadlock);
 //  - kForward(mb) needs mb's input (received, or read from data on stage 0); kBackward(mb) needs kForward(mb) and, on
 //    every stage but the last, mb's output gradient.
 // Activations travel from stage s to s+1 and gradients back from s+1 to s, in micro-batch order on each link; the
@@ -37,9 +37,7 @@ struct PipeInstruction {
 };
 
 enum class ScheduleKind { kGPipe, k1F1B };
-// "gpipe" or "1f1b"; throws std::invalid_argument naming the accepted values.
-ScheduleKind parse_schedule_kind(const std::string& name);
-const char* to_string(ScheduleKind kind);
+const char* to_string(ScheduleKind kind);  // "gpipe", "1f1b": the --pipeline-schedule names
 
 using StageSchedule = std::vector<PipeInstruction>;
 

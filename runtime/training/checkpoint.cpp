@@ -7,6 +7,7 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -92,10 +93,23 @@ std::vector<std::pair<std::int64_t, std::string>> checkpoints_in(const std::stri
   return found;
 }
 
+// A pipeline stage's own part of each checkpoint: "stage1-of-2" ("" without a pipeline).
+std::string part_name(int stage, int stages) {
+  return stages > 1 ? fmt::format("stage{}-of-{}", stage, stages) : "";
+}
+
 // Rank 0's outcome, shared: every rank returns normally or throws the same message.
-void agree_on_outcome(comm::Communicator& comm, const std::string& error) {
-  const std::string shared = comm::broadcast_string(comm, error, 0);
+void agree_on_outcome(comm::ControlPlane& control, const std::string& error) {
+  const std::string shared = control.broadcast(error, 0);
   if (!shared.empty()) throw CheckpointError(shared);
+}
+
+// The trainer's own bookkeeping, under the key "extra" of the metadata (the layout of dtrain-checkpoint-1 files).
+nlohmann::json extra_of(const TrainingState& state) {
+  const auto& early = state.early_stopping;
+  return {{"best_metric", early.best_metric ? nlohmann::json(*early.best_metric) : nlohmann::json()},
+          {"epochs_without_improvement", early.epochs_without_improvement},
+          {"mid_epoch", state.mid_epoch}};
 }
 
 at::Tensor rng_state() {
@@ -106,8 +120,8 @@ at::Tensor rng_state() {
 
 }  // namespace
 
-CheckpointStore::CheckpointStore(std::string folder, int keep, std::string part)
-    : folder_(std::move(folder)), keep_(keep), part_(std::move(part)) {
+CheckpointStore::CheckpointStore(std::string folder, int keep, int stage, int stages)
+    : folder_(std::move(folder)), keep_(keep), part_(part_name(stage, stages)) {
   if (keep_ < 1) throw CheckpointError(fmt::format("keep must be >= 1 (got {})", keep_));
   std::error_code ec;
   fs::create_directories(folder_, ec);
@@ -117,27 +131,30 @@ CheckpointStore::CheckpointStore(std::string folder, int keep, std::string part)
   }
 }
 
-std::string CheckpointStore::save(comm::Communicator& comm, const CheckpointContents& contents,
-                                  const TrainingProgress& progress) {
-  const at::Tensor mine = rng_state();
-  at::Tensor all_rng = at::empty({comm.size(), mine.numel()}, at::kByte);
-  comm.allgather(all_rng, mine.contiguous())->wait();
+std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointContents& contents,
+                                  const TrainingState& state) {
+  const at::Tensor mine = rng_state().contiguous();
+  const auto* mine_bytes = mine.data_ptr<std::uint8_t>();
+  const std::vector<std::uint8_t> gathered =
+      control.allgather(std::vector<std::uint8_t>(mine_bytes, mine_bytes + mine.numel()));
+  const at::Tensor all_rng =
+      at::from_blob(const_cast<std::uint8_t*>(gathered.data()), {control.size(), mine.numel()}, at::kByte).clone();
 
-  const std::string path = path_for(progress.step);
+  const std::string path = path_for(state.step);
   std::string error;
-  if (comm.rank() == 0) {
+  if (control.rank() == 0) {
     const std::string temporary = path + ".tmp";
     try {
       nlohmann::json meta = {{"format", kFormat},
                              {"model", contents.model_name},
                              {"optimizer", contents.optimizer_kind},
-                             {"world_size", comm.size()},
-                             {"step", progress.step},
-                             {"epoch", progress.epoch},
-                             {"sampler_state", progress.sampler_state},
-                             {"loss_scale", progress.loss_scale},
-                             {"loss_scale_clean_steps", progress.loss_scale_clean_steps},
-                             {"extra", progress.extra},
+                             {"world_size", control.size()},
+                             {"step", state.step},
+                             {"epoch", state.epoch},
+                             {"sampler_state", state.sampler_state},
+                             {"loss_scale", state.loss_scale},
+                             {"loss_scale_clean_steps", state.loss_scale_clean_steps},
+                             {"extra", extra_of(state)},
                              {"parameters", signatures(contents.parameters)},
                              {"buffers", signatures(contents.buffers)}};
       torch::serialize::OutputArchive archive;
@@ -170,7 +187,7 @@ std::string CheckpointStore::save(comm::Communicator& comm, const CheckpointCont
                           previous ? "the previous checkpoint " + *previous + " is intact" : "no earlier checkpoint");
     }
   }
-  agree_on_outcome(comm, error);
+  agree_on_outcome(control, error);
   return path;
 }
 
@@ -191,7 +208,12 @@ std::optional<std::string> CheckpointStore::latest() const {
   return found.back().second;
 }
 
-TrainingProgress load_checkpoint(comm::Communicator& comm, const std::string& path, CheckpointContents& contents) {
+std::string stage_file_of(const std::string& path, int stage, int stages) {
+  if (stages == 1) return path;
+  return std::regex_replace(path, std::regex("\\.stage[0-9]+-of-[0-9]+\\.pt$"), "." + part_name(stage, stages) + ".pt");
+}
+
+TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& path, CheckpointContents& contents) {
   auto fail = [&](const std::string& what) { throw CheckpointError(fmt::format("checkpoint {}: {}", path, what)); };
   if (!fs::exists(path)) fail("no such file");
   torch::serialize::InputArchive archive;
@@ -213,9 +235,9 @@ TrainingProgress load_checkpoint(comm::Communicator& comm, const std::string& pa
     fail(fmt::format("it holds the state of optimizer '{}', this run uses '{}'", meta.value("optimizer", ""),
                      contents.optimizer_kind));
   }
-  if (meta["world_size"] != comm.size()) {
+  if (meta["world_size"] != control.size()) {
     fail(fmt::format("it was written by {} ranks, this run has {}; resume with the same number of ranks",
-                     meta["world_size"].get<int>(), comm.size()));
+                     meta["world_size"].get<int>(), control.size()));
   }
   auto compare = [&](const char* key, const std::vector<NamedTensor>& tensors) {
     const auto saved = meta[key].get<std::vector<std::string>>();
@@ -248,21 +270,26 @@ TrainingProgress load_checkpoint(comm::Communicator& comm, const std::string& pa
     archive.read("rng", rng);
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(rng[comm.rank()].contiguous());
+    generator.set_state(rng[control.rank()].contiguous());
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {
     fail("restoring its state failed: " + first_line(e.what()));
   }
 
-  TrainingProgress progress;
-  progress.step = meta["step"];
-  progress.epoch = meta["epoch"];
-  progress.sampler_state = meta["sampler_state"];
-  progress.loss_scale = meta["loss_scale"];
-  progress.loss_scale_clean_steps = meta["loss_scale_clean_steps"];
-  progress.extra = meta["extra"];
-  return progress;
+  TrainingState state;
+  state.step = meta["step"];
+  state.epoch = meta["epoch"];
+  state.sampler_state = meta["sampler_state"];
+  state.loss_scale = meta["loss_scale"];
+  state.loss_scale_clean_steps = meta["loss_scale_clean_steps"];
+  const nlohmann::json& extra = meta["extra"];
+  state.mid_epoch = extra.value("mid_epoch", false);
+  if (extra.contains("best_metric") && !extra["best_metric"].is_null()) {
+    state.early_stopping.best_metric = extra["best_metric"].get<double>();
+  }
+  state.early_stopping.epochs_without_improvement = extra.value("epochs_without_improvement", 0);
+  return state;
 }
 
 }  // namespace dtrain::runtime

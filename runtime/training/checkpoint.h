@@ -7,7 +7,6 @@
 // rank gets the same error.
 
 #include <torch/optim/optimizer.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -15,24 +14,15 @@
 #include <string>
 #include <vector>
 
-#include "comm/communicator.h"
-#include "runtime/data_parallel/reducer.h"
+#include "comm/control_plane.h"
+#include "runtime/model/named_tensor.h"
+#include "runtime/training/training_state.h"
 
 namespace dtrain::runtime {
 
 class CheckpointError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
-};
-
-// The training state besides tensors. `extra` is for the trainer's own bookkeeping (early stopping, say).
-struct TrainingProgress {
-  std::int64_t step = 0;  // optimizer steps taken
-  std::int64_t epoch = 0;
-  std::string sampler_state;
-  double loss_scale = 1.0;
-  std::int64_t loss_scale_clean_steps = 0;
-  nlohmann::json extra = nlohmann::json::object();
 };
 
 struct CheckpointContents {
@@ -45,13 +35,15 @@ struct CheckpointContents {
 
 class CheckpointStore {
  public:
-  // `folder` is created if missing (an error if that fails). Keeps the newest `keep` checkpoints (>= 1). A pipeline
-  // stage stores its own layers as `part` ("stage1-of-2"): "checkpoint-<step>.<part>.pt", pruned per part.
-  CheckpointStore(std::string folder, int keep, std::string part = "");
+  // `folder` is created if missing (an error if that fails). Keeps the newest `keep` checkpoints (>= 1). Stage
+  // `stage` of a pipeline of `stages` > 1 stores its own layers as part "stage<s>-of-<p>":
+  // "checkpoint-<step>.<part>.pt", pruned per part.
+  CheckpointStore(std::string folder, int keep, int stage = 0, int stages = 1);
 
-  // Collective: rank 0 writes path_for(step) atomically; every rank's RNG state is gathered into it.
-  // Returns the path. Throws CheckpointError on every rank if the write fails.
-  std::string save(comm::Communicator& comm, const CheckpointContents& contents, const TrainingProgress& progress);
+  // Collective over `control` (the replicas of this model or stage): rank 0 writes path_for(state.step) atomically;
+  // every rank's RNG state is gathered into it. Returns the path. Throws CheckpointError on every rank if the write
+  // fails.
+  std::string save(comm::ControlPlane& control, const CheckpointContents& contents, const TrainingState& state);
 
   // The newest checkpoint of this part in the folder, if any, and its step.
   std::optional<std::string> latest() const;
@@ -67,8 +59,13 @@ class CheckpointStore {
   std::string part_;
 };
 
-// Collective: every rank reads `path` into `contents` and restores its own RNG state. Throws CheckpointError naming
-// the file and the problem: missing or unreadable file, another model (names, shapes), another world size.
-TrainingProgress load_checkpoint(comm::Communicator& comm, const std::string& path, CheckpointContents& contents);
+// The file of pipeline stage `stage` (of `stages`) of the checkpoint that `path`, the file of any of its stages,
+// belongs to: a stage resumes from its own file when told any stage's. `path` itself without a pipeline.
+std::string stage_file_of(const std::string& path, int stage, int stages);
+
+// Collective over `control`: every rank reads `path` into `contents` and restores its own RNG state. Throws
+// CheckpointError naming the file and the problem: missing or unreadable file, another model (names, shapes), another
+// world size.
+TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& path, CheckpointContents& contents);
 
 }  // namespace dtrain::runtime

@@ -6,8 +6,11 @@
 
 namespace dtrain::runtime {
 
+enum class LrScheduleKind { kConstant, kStep, kCosine };
+const char* to_string(LrScheduleKind kind);  // "constant", "step", "cosine"
+
 struct LrScheduleOptions {
-  std::string kind = "constant";  // constant | step | cosine
+  LrScheduleKind kind = LrScheduleKind::kConstant;
   double base_lr = 0.01;
   std::int64_t warmup_steps = 0;  // linear ramp from base_lr/warmup_steps to base_lr, before any schedule
   std::int64_t step_size = 1000;  // step: multiply by gamma every step_size steps (after warm-up)

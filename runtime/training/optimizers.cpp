@@ -9,31 +9,39 @@
 
 namespace dtrain::runtime {
 
+const char* to_string(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::kSgd:
+      return "sgd";
+    case OptimizerKind::kAdam:
+      return "adam";
+    case OptimizerKind::kAdamW:
+      return "adamw";
+  }
+  return "?";
+}
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& o,
                                                         const std::vector<at::Tensor>& parameters) {
   if (!(o.lr > 0)) throw std::invalid_argument(fmt::format("optimizer: lr must be positive (got {})", o.lr));
   if (o.weight_decay < 0) throw std::invalid_argument("optimizer: weight decay must be >= 0");
-  if (o.kind == "sgd") {
+  if (o.kind == OptimizerKind::kSgd) {
     if (o.momentum < 0) throw std::invalid_argument("optimizer: momentum must be >= 0");
     if (o.nesterov && o.momentum <= 0) throw std::invalid_argument("optimizer: nesterov needs momentum > 0");
     return std::make_unique<torch::optim::SGD>(
         parameters,
         torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
   }
-  if (o.kind == "adam" || o.kind == "adamw") {
-    if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) {
-      throw std::invalid_argument("optimizer: betas must be in [0, 1)");
-    }
-    if (!(o.eps > 0)) throw std::invalid_argument("optimizer: eps must be positive");
-    if (o.kind == "adam") {
-      return std::make_unique<torch::optim::Adam>(
-          parameters,
-          torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
-    }
-    return std::make_unique<torch::optim::AdamW>(
-        parameters, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) {
+    throw std::invalid_argument("optimizer: betas must be in [0, 1)");
   }
-  throw std::invalid_argument(fmt::format("optimizer '{}' is not one of sgd, adam, adamw", o.kind));
+  if (!(o.eps > 0)) throw std::invalid_argument("optimizer: eps must be positive");
+  if (o.kind == OptimizerKind::kAdam) {
+    return std::make_unique<torch::optim::Adam>(
+        parameters, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
+  }
+  return std::make_unique<torch::optim::AdamW>(
+      parameters, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

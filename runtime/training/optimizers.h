@@ -9,8 +9,11 @@
 
 namespace dtrain::runtime {
 
+enum class OptimizerKind { kSgd, kAdam, kAdamW };
+const char* to_string(OptimizerKind kind);  // "sgd", "adam", "adamw": the --optimizer names, kept in checkpoints
+
 struct OptimizerOptions {
-  std::string kind = "sgd";  // sgd | adam | adamw
+  OptimizerKind kind = OptimizerKind::kSgd;
   double lr = 0.01;
   double momentum = 0.0;  // sgd
   bool nesterov = false;  // sgd (needs momentum > 0)

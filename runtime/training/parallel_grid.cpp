@@ -22,8 +22,14 @@ ParallelGrid make_parallel_grid(comm::Communicator& world, int stages) {
   grid.replicas = world.size() / stages;
   grid.stage = world.rank() % stages;
   grid.replica = world.rank() / stages;
-  grid.pipeline = world.split(grid.replica, grid.stage, fmt::format("pipeline{}", grid.replica));
-  grid.data = world.split(grid.stage, grid.replica, fmt::format("stage{}-data", grid.stage));
+  const std::string pipeline = fmt::format("pipeline{}", grid.replica);
+  const std::string data = fmt::format("stage{}-data", grid.stage);
+  grid.pipeline = world.split(grid.replica, grid.stage, pipeline);
+  grid.data = world.split(grid.stage, grid.replica, data);
+  // The same colours and keys as the data communicators: rank r of each control plane is rank r of its group.
+  grid.world_control = comm::ControlPlane::for_group(world);
+  grid.pipeline_control = grid.world_control->split(grid.replica, grid.stage, pipeline + "-control");
+  grid.data_control = grid.world_control->split(grid.stage, grid.replica, data + "-control");
   return grid;
 }
 

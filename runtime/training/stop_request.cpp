@@ -1,7 +1,5 @@
 #include "runtime/training/stop_request.h"
 
-#include <ATen/ATen.h>
-
 #include <csignal>
 
 namespace dtrain::runtime {
@@ -33,10 +31,8 @@ void clear_stop_request() {
   stop_signal = 0;
 }
 
-bool agree_to_stop(comm::Communicator& comm) {
-  at::Tensor flag = at::tensor({stop_requested_here() ? 1 : 0}, at::kInt);
-  comm.allreduce(flag, comm::ReduceOp::kMax)->wait();
-  return flag.item<int>() != 0;
+bool agree_to_stop(comm::ControlPlane& control) {
+  return control.any(stop_requested_here());
 }
 
 }  // namespace dtrain::runtime

@@ -6,7 +6,7 @@
 // trainer writes a checkpoint and the command exits with kPreemptedExitCode, which the batch script turns into
 // `scontrol requeue`; the requeued job resumes from that checkpoint with --resume auto.
 
-#include "comm/communicator.h"
+#include "comm/control_plane.h"
 
 namespace dtrain::runtime {
 
@@ -20,7 +20,7 @@ void install_stop_signal_handlers();
 bool stop_requested_here();
 void clear_stop_request();
 
-// Collective over `comm`: true on every rank if any rank got a stop signal.
-bool agree_to_stop(comm::Communicator& comm);
+// Collective over `control`: true on every rank if any rank got a stop signal.
+bool agree_to_stop(comm::ControlPlane& control);
 
 }  // namespace dtrain::runtime

@@ -1,7 +1,7 @@
 #pragma once
-// The training loop every rank runs: data-parallel or pipelined steps (forward under autocast, backward with the
-// overlapped gradient allreduce, loss-scale and clipping decisions that every rank takes identically, optimizer step),
-// evaluation each epoch with padded samples excluded, early stopping, checkpoints and resume, metrics and progress.
+// The training loop every rank runs, built of parts that each do one job: a TrainingStep (data-parallel or
+// pipelined, Note [Training step]), the metrics of each interval, evaluation each epoch, early stopping, the
+// checkpoint policy, and the agreement to stop on a signal. The loop itself only feeds batches and asks each part.
 
 #include <cstdint>
 #include <memory>
@@ -9,12 +9,17 @@
 
 #include "comm/communicator.h"
 #include "runtime/data/data_feed.h"
+#include "runtime/data_parallel/reducer.h"
+#include "runtime/model/model.h"
+#include "runtime/observability/progress_reporter.h"
+#include "runtime/pipeline/pipeline_schedule.h"
+#include "runtime/training/early_stopping.h"
+#include "runtime/training/evaluation.h"
 #include "runtime/training/grad_scaler.h"
 #include "runtime/training/lr_schedule.h"
-#include "runtime/model/model.h"
 #include "runtime/training/optimizers.h"
 #include "runtime/training/parallel_grid.h"
-#include "runtime/data_parallel/reducer.h"
+#include "runtime/training/precision.h"
 
 namespace dtrain::runtime {
 
@@ -22,35 +27,28 @@ struct TrainerOptions {
   std::int64_t epochs = 1;
   std::int64_t max_steps = 0;  // stop after this many optimizer steps (0: no limit)
   int accumulation = 1;        // micro-batches per optimizer step (in a pipeline: streamed through the stages)
-  std::string pipeline_schedule = "1f1b";  // gpipe | 1f1b, when the grid has more than one stage
-  double clip_grad_norm = 0;               // global L2 norm across all ranks (0: off)
-  std::string amp = "none";                // none | bf16 | fp16 (autocast dtype; fp16 also scales the loss)
-  bool skip_non_finite = false;            // without loss scaling, a non-finite gradient is an error unless this is set
+  ScheduleKind pipeline_schedule = ScheduleKind::k1F1B;  // when the grid has more than one stage
+  double clip_grad_norm = 0;                             // global L2 norm across all ranks (0: off)
+  Precision amp = Precision::kFp32;                      // autocast dtype; fp16 usually with loss scaling
+  bool skip_non_finite = false;  // without loss scaling, a non-finite gradient is an error unless this is set
   OptimizerOptions optimizer;
   LrScheduleOptions lr;
   GradScalerOptions scaler;
   ReducerOptions reducer;
   // Early stopping on the evaluation metric: stop after `patience` epochs without an improvement of min_delta.
-  int early_stopping_patience = 0;                 // 0: off
-  std::string early_stopping_metric = "accuracy";  // accuracy | loss
+  int early_stopping_patience = 0;  // 0: off
+  EarlyStoppingMetric early_stopping_metric = EarlyStoppingMetric::kAccuracy;
   double early_stopping_min_delta = 0;
   std::string checkpoint_dir;         // empty: no checkpoints
   std::int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end)
   int keep_checkpoints = 3;
-  std::string resume;             // "", "auto" (latest in checkpoint_dir if any) or a checkpoint path
-  std::string metrics_file;       // JSON lines, written by rank 0
-  std::int64_t log_every = 50;    // steps between progress lines / metric records
-  std::string progress = "auto";  // auto (bar on a terminal, lines otherwise) | bar | lines | none
-  double memory_warn_gb = 0;      // warn when this rank's resident memory passes this (0: off)
-  std::string trace_file;         // a merged Chrome/Perfetto timeline of all ranks (Note [Timeline]); empty: off
-  bool stop_on_signal = false;    // SIGUSR1/SIGTERM: checkpoint at the next step and stop (Note [Stopping on a signal])
-};
-
-struct EvalResult {
-  double loss = 0;               // mean cross-entropy per prediction (nats)
-  double accuracy = 0;           // share of correct predictions
-  std::int64_t samples = 0;      // real samples counted, padding excluded
-  std::int64_t predictions = 0;  // samples x predictions per sample (next-token models predict every position)
+  std::string resume;           // "", "auto" (latest in checkpoint_dir if any) or a checkpoint path
+  std::string metrics_file;     // JSON lines, written by rank 0
+  std::int64_t log_every = 50;  // steps between progress lines / metric records
+  ProgressMode progress = ProgressMode::kAuto;
+  double memory_warn_gb = 0;    // warn when this rank's resident memory passes this (0: off)
+  std::string trace_file;       // a merged Chrome/Perfetto timeline of all ranks (Note [Timeline]); empty: off
+  bool stop_on_signal = false;  // SIGUSR1/SIGTERM: checkpoint at the next step and stop (Note [Stopping on a signal])
 };
 
 struct TrainResult {
@@ -73,7 +71,8 @@ class Trainer {
   // With a `grid` of several pipeline stages, `model` is this rank's stage, the feeds deal samples over grid->data
   // (every stage of a replica reads the same batches: the first uses the inputs, the last the targets), and each step
   // streams its `accumulation` micro-batches through the stages with the pipeline schedule; gradients are reduced
-  // across grid->data and the step decisions (non-finite, clipping norm) are agreed along the pipeline.
+  // across grid->data and the step decisions (non-finite, clipping norm) are agreed along the pipeline. Without a
+  // grid, every rank of `world` is a data-parallel replica.
   Trainer(TrainerOptions options, TrainableModel& model, DataFeed& train, DataFeed* eval, comm::Communicator& world,
           ParallelGrid* grid = nullptr);
   ~Trainer();
@@ -85,8 +84,8 @@ class Trainer {
   Reducer& reducer();
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  struct Parts;
+  std::unique_ptr<Parts> parts_;
 };
 
 }  // namespace dtrain::runtime

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
 #include <string>
@@ -174,6 +175,34 @@ TEST_F(ReducerTest, BucketsOverlapBackwardAndAreRebuiltIdenticallyOnEveryRank) {
   model->zero_grad();
   ddp.backward(model->forward(data.x).sum());
   EXPECT_EQ(model->fc1->weight.grad().data_ptr(), before);
+}
+
+// A reducer's hooks point at it: tearing it down must remove them, so that the model can be wrapped again (a new
+// DistributedDataParallel in the same process) and train exactly as a model wrapped once.
+TEST_F(ReducerTest, ADistributedDataParallelCanBeTornDownAndRebuilt) {
+  Mlp model = make_model(3);
+  Data data(8);
+  auto hooks = [&] {
+    std::size_t n = 0;
+    for (const auto& p : model->parameters()) n += torch::autograd::impl::grad_accumulator(p)->post_hooks().size();
+    return n;
+  };
+  {
+    DistributedDataParallel first(model.ptr(), *comm_, small_buckets());
+    EXPECT_EQ(hooks(), model->parameters().size());
+    first.backward(model->forward(data.x).sum());
+  }
+  EXPECT_EQ(hooks(), 0u);
+  for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
+  Mlp twin = make_model(3);
+  DistributedDataParallel again(model.ptr(), *comm_, small_buckets());
+  DistributedDataParallel once(twin.ptr(), *comm_, small_buckets());
+  again.backward(model->forward(data.x).sum());
+  once.backward(twin->forward(data.x).sum());
+  EXPECT_EQ(hooks(), model->parameters().size());
+  for (std::size_t i = 0; i < model->parameters().size(); ++i) {
+    EXPECT_TRUE(model->parameters()[i].grad().equal(twin->parameters()[i].grad())) << "parameter " << i;
+  }
 }
 
 TEST_F(ReducerTest, ParametersAreBroadcastFromRankZero) {

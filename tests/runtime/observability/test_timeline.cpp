@@ -14,8 +14,8 @@
 #include <map>
 
 #include "comm/mpi_communicator.h"
-#include "runtime/pipeline/pipeline_partition.h"
 #include "runtime/data/tensor_data_feed.h"
+#include "runtime/pipeline/pipeline_partition.h"
 #include "runtime/training/trainer.h"
 #include "shared_scratch_folder.h"
 
@@ -36,7 +36,7 @@ torch::nn::Sequential model() {
 
 TrainerOptions options(const std::string& trace) {
   TrainerOptions o;
-  o.progress = "none";
+  o.progress = ProgressMode::kNone;
   o.max_steps = kSteps;
   o.accumulation = 2;
   o.trace_file = trace;
@@ -112,7 +112,8 @@ TEST_F(TimelineTest, DataParallelStepsAndBucketAllreducesOfEveryRankOnOneClock) 
 // The ranks of one machine share a clock, so the merge test above cannot see misaligned clocks: skew rank 1's.
 TEST_F(TimelineTest, ClockOffsetsAreMeasuredWithinAMillisecond) {
   const double skew = world_->rank() == 0 ? 0 : 3.5e9 * world_->rank();  // microseconds: hours apart
-  const double offset = clock_offset_to_rank0(*world_, [skew] {
+  auto control = comm::ControlPlane::create(MPI_COMM_WORLD);
+  const double offset = clock_offset_to_rank0(*control, [skew] {
     return std::chrono::duration<double, std::micro>(Timeline::Clock::now().time_since_epoch()).count() + skew;
   });
   EXPECT_NEAR(offset, -skew, 1000.0);

@@ -12,10 +12,10 @@
 #include <map>
 
 #include "comm/mpi_communicator.h"
-#include "runtime/training/parallel_grid.h"
+#include "runtime/data/tensor_data_feed.h"
 #include "runtime/pipeline/pipeline_engine.h"
 #include "runtime/pipeline/pipeline_partition.h"
-#include "runtime/data/tensor_data_feed.h"
+#include "runtime/training/parallel_grid.h"
 #include "runtime/training/trainer.h"
 #include "shared_scratch_folder.h"
 
@@ -52,13 +52,13 @@ sampler::SamplerOptions sampling(int rank, int world, int64_t batch) {
   return o;
 }
 
-TrainerOptions options(int micro_batches, const std::string& schedule) {
+TrainerOptions options(int micro_batches, ScheduleKind schedule) {
   TrainerOptions o;
-  o.progress = "none";
+  o.progress = ProgressMode::kNone;
   o.max_steps = kSteps;
   o.accumulation = micro_batches;
   o.pipeline_schedule = schedule;
-  o.optimizer.kind = "sgd";
+  o.optimizer.kind = OptimizerKind::kSgd;
   o.optimizer.lr = 0.1;
   o.optimizer.momentum = 0.9;
   return o;
@@ -79,7 +79,7 @@ class PipelineTest : public testing::Test {
     auto alone = world_->split(world_->rank(), 0, "alone");
     TensorDataFeed feed(data_.x, data_.y, 3, sampling(0, 1, kBatch * replicas));
     SequentialModel whole("mlp", model(width));
-    Trainer trainer(options(micro_batches, "1f1b"), whole, feed, nullptr, *alone);
+    Trainer trainer(options(micro_batches, ScheduleKind::k1F1B), whole, feed, nullptr, *alone);
     trainer.run();
     return weights(whole);
   }
@@ -97,16 +97,16 @@ TEST_F(PipelineTest, EveryGridAndScheduleTrainsTheWeightsOfOneProcess) {
     const auto initial = weights(untrained);
     for (int m : {1, 4, 8}) {
       const auto expected = reference(grid.replicas, m);
-      for (const std::string schedule : {"gpipe", "1f1b"}) {
-        SCOPED_TRACE(testing::Message() << schedule << ", " << stages << " stages x " << grid.replicas << " replicas, "
-                                        << m << " micro-batches, " << grid.describe());
+      for (const ScheduleKind schedule : {ScheduleKind::kGPipe, ScheduleKind::k1F1B}) {
+        SCOPED_TRACE(testing::Message() << to_string(schedule) << ", " << stages << " stages x " << grid.replicas
+                                        << " replicas, " << m << " micro-batches, " << grid.describe());
         SequentialModel stage("mlp", slice_layers(model(), ranges[grid.stage]));
         TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
         Trainer trainer(options(m, schedule), stage, feed, nullptr, *world_, &grid);
         const TrainResult result = trainer.run();
         EXPECT_EQ(result.steps, kSteps);
         // GPipe holds every micro-batch; 1F1B's first stage at most one per stage.
-        EXPECT_EQ(result.peak_live_activations, schedule == "gpipe" ? m : std::min(m, stages));
+        EXPECT_EQ(result.peak_live_activations, schedule == ScheduleKind::kGPipe ? m : std::min(m, stages));
         for (const auto& [name, tensor] : weights(stage)) {
           ASSERT_TRUE(expected.count(name)) << name;
           EXPECT_GT((tensor - initial.at(name)).abs().max().item<double>(), 1e-3) << name << " did not train";
@@ -122,13 +122,13 @@ TEST_F(PipelineTest, ActivationsBeyondTheEagerLimitStreamWithoutDeadlock) {
   ParallelGrid grid = make_parallel_grid(*world_, 2);
   const auto ranges = balance_layers(parameter_costs(model(kWide)), 2);
   const auto expected = reference(grid.replicas, 4, kWide);
-  for (const std::string schedule : {"gpipe", "1f1b"}) {
+  for (const ScheduleKind schedule : {ScheduleKind::kGPipe, ScheduleKind::k1F1B}) {
     SequentialModel stage("mlp", slice_layers(model(kWide), ranges[grid.stage]));
     TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
     Trainer trainer(options(4, schedule), stage, feed, nullptr, *world_, &grid);
     trainer.run();
     for (const auto& [name, tensor] : weights(stage)) {
-      EXPECT_LE((tensor - expected.at(name)).abs().max().item<double>(), 1e-6) << schedule << " " << name;
+      EXPECT_LE((tensor - expected.at(name)).abs().max().item<double>(), 1e-6) << to_string(schedule) << " " << name;
     }
   }
 }
@@ -139,7 +139,7 @@ TEST_F(PipelineTest, ASchedulesMismatchFailsFastOnEveryStageWithTheMismatchNamed
   // Stage 0 runs 1F1B, stage 1 GPipe: each would wait for the other forever.
   const ScheduleKind kind = grid.stage == 0 ? ScheduleKind::k1F1B : ScheduleKind::kGPipe;
   try {
-    PipelineEngine engine(*grid.pipeline, make_schedule(kind, 2, grid.stage, 4), 4);
+    PipelineEngine engine(*grid.pipeline, *grid.pipeline_control, make_schedule(kind, 2, grid.stage, 4), 4);
     ADD_FAILURE() << "no error";
   } catch (const PipelineError& e) {
     EXPECT_STREQ(e.what(),
@@ -147,8 +147,8 @@ TEST_F(PipelineTest, ASchedulesMismatchFailsFastOnEveryStageWithTheMismatchNamed
                  "recv-activation mb 2");
   }
   try {
-    PipelineEngine engine(*grid.pipeline, make_schedule(ScheduleKind::kGPipe, 2, grid.stage, 4 + 4 * grid.stage),
-                          4 + 4 * grid.stage);
+    PipelineEngine engine(*grid.pipeline, *grid.pipeline_control,
+                          make_schedule(ScheduleKind::kGPipe, 2, grid.stage, 4 + 4 * grid.stage), 4 + 4 * grid.stage);
     ADD_FAILURE() << "no error";
   } catch (const PipelineError& e) {
     EXPECT_STREQ(e.what(), "pipeline stages disagree on micro-batches per step: stage 0 runs 4, stage 1 runs 8");
@@ -168,9 +168,9 @@ TEST_F(PipelineTest, ANonFiniteGradientOnOneStageSkipsTheStepOnEveryStage) {
         [](const torch::Tensor& grad) { return grad * std::numeric_limits<float>::infinity(); });
   }
   TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
-  TrainerOptions o = options(4, "1f1b");
+  TrainerOptions o = options(4, ScheduleKind::k1F1B);
   o.max_steps = 2;
-  o.amp = "bf16";
+  o.amp = Precision::kBf16;
   o.scaler.enabled = true;
   Trainer trainer(o, stage, feed, nullptr, *world_, &grid);
   EXPECT_EQ(trainer.run().steps, 2);
@@ -200,8 +200,8 @@ TEST_F(PipelineTest, ResumingFromStageCheckpointsContinuesBitForBit) {
       for (auto& p : stage.parameters()) p.tensor.uniform_(-1, 1);
     }
     TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
-    TrainerOptions o = options(4, "1f1b");
-    o.optimizer.kind = "adam";
+    TrainerOptions o = options(4, ScheduleKind::k1F1B);
+    o.optimizer.kind = OptimizerKind::kAdam;
     o.optimizer.lr = 0.01;
     o.epochs = 2;
     o.max_steps = stop_in_second_epoch ? feed.batches_per_epoch() / 4 + 3 : 0;

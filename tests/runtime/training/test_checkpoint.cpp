@@ -11,7 +11,7 @@
 #include <csignal>
 #include <filesystem>
 
-#include "comm/mpi_communicator.h"
+#include "comm/control_plane.h"
 #include "shared_scratch_folder.h"
 
 namespace dtrain::runtime {
@@ -28,12 +28,12 @@ std::vector<NamedTensor> named(const torch::OrderedDict<std::string, torch::Tens
 class CheckpointTest : public testing::Test {
  protected:
   void SetUp() override {
-    comm_ = comm::MpiCommunicator::create(MPI_COMM_WORLD);
+    comm_ = comm::ControlPlane::create(MPI_COMM_WORLD);
     scratch_ = std::make_unique<testing_support::SharedScratchFolder>("dtrain-ckpt");
     folder_ = scratch_->path();
   }
 
-  std::unique_ptr<comm::Communicator> comm_;
+  std::unique_ptr<comm::ControlPlane> comm_;
   std::unique_ptr<testing_support::SharedScratchFolder> scratch_;
   std::string folder_;
 };
@@ -58,12 +58,12 @@ TEST_F(CheckpointTest, RoundTripRestoresModelOptimizerProgressAndEachRanksRng) {
   torch::manual_seed(100 + comm_->rank());
   CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &optimizer,
                               "adam"};
-  TrainingProgress progress;
+  TrainingState progress;
   progress.step = 42;
   progress.epoch = 3;
   progress.sampler_state = "epoch=3 position=96";
   progress.loss_scale = 1024;
-  progress.extra = {{"best_accuracy", 0.5}};
+  progress.early_stopping.best_metric = 0.5;
   CheckpointStore store(folder_, 2);
   const std::string path = store.save(*comm_, contents, progress);
   EXPECT_EQ(path, folder_ + "/checkpoint-000000042.pt");
@@ -79,12 +79,12 @@ TEST_F(CheckpointTest, RoundTripRestoresModelOptimizerProgressAndEachRanksRng) {
   torch::optim::Adam restored_optimizer(restored->parameters(), 0.01);
   CheckpointContents into{"tiny", named(restored->named_parameters()), named(restored->named_buffers()),
                           &restored_optimizer, "adam"};
-  const TrainingProgress back = load_checkpoint(*comm_, path, into);
+  const TrainingState back = load_checkpoint(*comm_, path, into);
   EXPECT_EQ(back.step, 42);
   EXPECT_EQ(back.epoch, 3);
   EXPECT_EQ(back.sampler_state, "epoch=3 position=96");
   EXPECT_EQ(back.loss_scale, 1024);
-  EXPECT_EQ(back.extra["best_accuracy"], 0.5);
+  EXPECT_EQ(back.early_stopping.best_metric, 0.5);
   EXPECT_TRUE(torch::equal(torch::randn({3}), next_random));
   train_a_step(restored, restored_optimizer);
   const auto got = restored->parameters();
@@ -96,7 +96,7 @@ TEST_F(CheckpointTest, KeepsOnlyTheNewestAndFindsTheLatest) {
   CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr, ""};
   CheckpointStore store(folder_, 2);
   for (std::int64_t step : {5, 10, 15}) {
-    TrainingProgress progress;
+    TrainingState progress;
     progress.step = step;
     store.save(*comm_, contents, progress);
   }
@@ -109,7 +109,7 @@ TEST_F(CheckpointTest, AnotherModelIsRefusedWithTheDifferenceNamed) {
   auto model = make_model(3);
   CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr, ""};
   CheckpointStore store(folder_, 1);
-  const std::string path = store.save(*comm_, contents, TrainingProgress{});
+  const std::string path = store.save(*comm_, contents, TrainingState{});
   auto wider = make_model(4);
   CheckpointContents other{"tiny", named(wider->named_parameters()), named(wider->named_buffers()), nullptr, ""};
   try {
@@ -130,7 +130,7 @@ TEST_F(CheckpointTest, AnotherOptimizerIsRefusedByName) {
   torch::optim::SGD sgd(model->parameters(), 0.1);
   CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &sgd, "sgd"};
   CheckpointStore store(folder_, 1);
-  const std::string path = store.save(*comm_, contents, TrainingProgress{});
+  const std::string path = store.save(*comm_, contents, TrainingState{});
   torch::optim::Adam adam(model->parameters(), 0.1);
   CheckpointContents other{"tiny", named(model->named_parameters()), named(model->named_buffers()), &adam, "adam"};
   try {
@@ -146,7 +146,7 @@ TEST_F(CheckpointTest, AFullDiskKeepsThePreviousCheckpointOnEveryRank) {
   auto model = make_model(64);
   CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr, ""};
   CheckpointStore store(folder_, 3);
-  TrainingProgress progress;
+  TrainingState progress;
   progress.step = 1;
   const std::string first = store.save(*comm_, contents, progress);
   const auto size_before = fs::file_size(first);

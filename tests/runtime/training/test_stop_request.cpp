@@ -33,9 +33,9 @@ TEST(StopRequest, ASignalOnOneRankStopsEveryRankWithACheckpointAndTheResumedRunE
     SequentialModel model("mlp",
                           torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::ReLU(), torch::nn::Linear(16, 3)));
     TrainerOptions o;
-    o.progress = "none";
+    o.progress = ProgressMode::kNone;
     o.epochs = 2;
-    o.optimizer.kind = "adam";
+    o.optimizer.kind = OptimizerKind::kAdam;
     o.checkpoint_dir = folder;
     o.resume = resume;
     o.stop_on_signal = true;
