@@ -1,6 +1,7 @@
 # Finds every dependency of dtrain and defines the helpers the folders share.
 
 find_package(Torch REQUIRED)
+include(DtrainTorchCuda)
 find_package(MPI REQUIRED COMPONENTS CXX)
 # Parallel HDF5 (MPI-IO reads): must be preferred before the search, and the choice is cached per build folder.
 set(HDF5_PREFER_PARALLEL TRUE)
@@ -9,10 +10,23 @@ if(NOT HDF5_IS_PARALLEL)
   message(FATAL_ERROR "dtrain needs parallel HDF5 (Debian: libhdf5-openmpi-dev); found a serial one: ${HDF5_C_LIBRARIES}")
 endif()
 find_package(Boost 1.71 REQUIRED COMPONENTS program_options)
-find_package(GTest REQUIRED)
+if(DTRAIN_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(fmt REQUIRED)
-find_package(spdlog REQUIRED)
+# LibTorch as pytorch.org builds it (the wheel's torch/, the zip) ships a newer fmt's headers in its include/, which the
+# compiler would search before the fmt dtrain links (Debian's, in /usr/include, which CMake never puts on the command
+# line): declarations of one fmt against the library of another do not link. A folder holding only the linked fmt's
+# headers, searched first by every target here (LibTorch's own headers included), keeps headers and library together.
+if(EXISTS "${TORCH_INSTALL_PREFIX}/include/fmt")
+  get_target_property(_fmt_include fmt::fmt INTERFACE_INCLUDE_DIRECTORIES)
+  list(GET _fmt_include 0 _fmt_include)
+  set(DTRAIN_FMT_FIRST_DIR ${PROJECT_BINARY_DIR}/fmt-first)
+  file(MAKE_DIRECTORY ${DTRAIN_FMT_FIRST_DIR})
+  file(CREATE_LINK ${_fmt_include}/fmt ${DTRAIN_FMT_FIRST_DIR}/fmt SYMBOLIC)
+  include_directories(BEFORE SYSTEM ${DTRAIN_FMT_FIRST_DIR})
+endif()
 find_package(Threads REQUIRED)
 find_package(ZLIB REQUIRED)
 
