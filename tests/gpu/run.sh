@@ -8,7 +8,8 @@
 #   --torch DIR  a CUDA LibTorch: the folder of the pytorch.org zip (libtorch/), a wheel's torch/ folder, or the
 #                folder holding TorchConfig.cmake. Default: the pip-installed torch of `python3`.
 #   --debs DIR   Debian bookworm .deb files (for machines without apt; see README "GPU test lane"), unpacked with
-#                dpkg -x into a prefix that the build and the tests use.
+#                dpkg -x into a prefix ($DTRAIN_CACHE/bookworm-deb-root, default /var/cache/dtrain) that the build
+#                and the tests use.
 #   --out DIR    where the report goes (default $OUT if set, else the build folder): gpu-report.md.
 #   --build DIR  build folder (default build-gpu/ in the repository).
 # Other environment: CUDAToolkit_ROOT (default /usr/local/cuda), NCCL_HOME (if NCCL is not in the toolkit).
@@ -53,7 +54,8 @@ arch=$(head -n 1 <<< "$gpu_lines" | cut -d, -f3 | tr -d ' ')
 # h5pcc) are made as links, Open MPI is told where it now lives (OPAL_PREFIX), and h5pcc's fixed paths are rewritten.
 cmake_extra=()
 if [ -n "$debs" ]; then
-  prefix=$build/deb-root
+  # Outside the repository: CMake refuses installable targets whose headers are inside the source or build folder.
+  prefix=${DTRAIN_CACHE:-/var/cache/dtrain}/bookworm-deb-root
   if [ ! -f "$prefix/.unpacked" ]; then
     rm -rf "$prefix" && mkdir -p "$prefix"
     for deb in "$debs"/*.deb; do dpkg -x "$deb" "$prefix"; done
@@ -83,7 +85,10 @@ if [ -z "$torch_dir" ]; then
 fi
 
 step=$(date +%s)
+# Caffe2_DIR too: LibTorch's config looks for Caffe2 on the system paths before its own folder (a Debian LibTorch
+# there would be taken).
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTorch_DIR="$torch_dir" \
+  -DCaffe2_DIR="$(dirname "$torch_dir")/Caffe2" \
   -DCUDAToolkit_ROOT="${CUDAToolkit_ROOT:-/usr/local/cuda}" -DTORCH_CUDA_ARCH_LIST="$arch" -DDTRAIN_WITH_NCCL=ON \
   -DDTRAIN_GPU_TESTS=ON -DDTRAIN_BUILD_BENCH=OFF "${cmake_extra[@]}" > "$build/gpu-configure.log" 2>&1 ||
   { cat "$build/gpu-configure.log"; exit 1; }
