@@ -19,9 +19,9 @@ find_package(fmt REQUIRED)
 # compiler would search before the fmt dtrain links (Debian's, in /usr/include, which CMake never puts on the command
 # line): declarations of one fmt against the library of another do not link. A folder holding only the linked fmt's
 # headers, searched first by every target here (LibTorch's own headers included), keeps headers and library together.
-if(EXISTS "${TORCH_INSTALL_PREFIX}/include/fmt")
-  get_target_property(_fmt_include fmt::fmt INTERFACE_INCLUDE_DIRECTORIES)
-  list(GET _fmt_include 0 _fmt_include)
+get_target_property(_fmt_include fmt::fmt INTERFACE_INCLUDE_DIRECTORIES)
+list(GET _fmt_include 0 _fmt_include)
+if(EXISTS "${TORCH_INSTALL_PREFIX}/include/fmt" AND NOT "${TORCH_INSTALL_PREFIX}/include" STREQUAL _fmt_include)
   set(DTRAIN_FMT_FIRST_DIR ${PROJECT_BINARY_DIR}/fmt-first)
   file(MAKE_DIRECTORY ${DTRAIN_FMT_FIRST_DIR})
   file(CREATE_LINK ${_fmt_include}/fmt ${DTRAIN_FMT_FIRST_DIR}/fmt SYMBOLIC)

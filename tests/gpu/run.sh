@@ -100,7 +100,7 @@ grep -q "TORCH_CUDA_ARCH_LIST" <<< "$configure_line" ||
 
 # Only what the GPU tests need, and the command for its --version line.
 step=$(date +%s)
-gpu_targets=$(sed -n 's/^build \([A-Za-z0-9_]*_gpu\): phony.*/\1/p' "$build/build.ninja" | sort -u | tr '\n' ' ')
+gpu_targets=$(sed -n 's/^build \(test_[A-Za-z0-9_]*_gpu\): phony.*/\1/p' "$build/build.ninja" | sort -u | tr '\n' ' ')
 # shellcheck disable=SC2086 # one argument per target
 cmake --build "$build" --target dtrain-bin $gpu_targets > "$build/gpu-build.log" 2>&1 || { cat "$build/gpu-build.log"; exit 1; }
 build_s=$(( $(date +%s) - step ))
