@@ -77,7 +77,7 @@ echo "cuda: wheels checked and unpacked in $(( $(date +%s) - step )) s ($(du -sh
 
 step=$(date +%s)
 mkdir -p "$build"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$site/torch/share/cmake" \
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$site/torch" \
   -DCUDAToolkit_ROOT="$cuda" -DTORCH_CUDA_ARCH_LIST="8.0;9.0" -DDTRAIN_WITH_NCCL=ON -DDTRAIN_GPU_TESTS=ON > "$build/ci-configure.log" 2>&1 ||
   { cat "$build/ci-configure.log"; exit 1; }
 grep -E "^-- dtrain:" "$build/ci-configure.log"
@@ -92,16 +92,21 @@ if grep -E -i "warning[: ]" "$build/ci-build.log"; then
 fi
 echo "cuda: built every target in $(( $(date +%s) - step )) s, no warnings"
 
-# One libcudart and one libnccl in the process, both the toolkit's.
-toolkit=$(readlink -f "$cuda")
-for lib in libcudart libnccl; do
-  paths=$(ldd "$build/runtime/dtrain" | awk -v lib="$lib" 'index($1, lib ".so") == 1 {print $3}')
-  echo "cuda: dtrain loads $lib from" $paths
-  if [ "$(wc -w <<< "$paths")" != 1 ] || [[ "$(readlink -f "$paths")" != "$toolkit"/* ]]; then
-    echo "cuda: build-cuda/runtime/dtrain must load exactly one $lib, the toolkit's ($toolkit)" >&2
+# One libcudart and one libnccl in the process, both the toolkit's; one libc10 and one libtorch_cpu, both the wheel's
+# (not Debian's LibTorch, which this machine has too).
+check_one() {  # library, folder it must come from
+  paths=$(ldd "$build/runtime/dtrain" | awk -v lib="$1" 'index($1, lib ".so") == 1 {print $3}')
+  echo "cuda: dtrain loads $1 from" $paths
+  if [ "$(wc -w <<< "$paths")" != 1 ] || [[ "$(readlink -f "$paths")" != "$2"/* ]]; then
+    echo "cuda: build-cuda/runtime/dtrain must load exactly one $1, from $2" >&2
     exit 1
   fi
-done
+}
+toolkit=$(readlink -f "$cuda")
+check_one libcudart "$toolkit"
+check_one libnccl "$toolkit"
+check_one libc10 "$site/torch/lib"
+check_one libtorch_cpu "$site/torch/lib"
 "$build/runtime/dtrain" --version
 
 step=$(date +%s)

@@ -1,6 +1,27 @@
 # Finds every dependency of dtrain and defines the helpers the folders share.
 
+# LibTorch's config finds libtorch and libc10 with find_library, which looks in the system's lib/ before LibTorch's
+# own: a LibTorch named by its share/cmake folder (torch.utils.cmake_prefix_path) or by Torch_DIR, on a machine with
+# Debian's LibTorch in /usr/lib, would get Debian's libc10 (and Debian's Caffe2 config) next to its own libtorch_cpu.
+# Searching the named LibTorch's folder first keeps every part from one LibTorch.
+set(_torch_dir "${Torch_DIR}")
+foreach(_prefix IN LISTS CMAKE_PREFIX_PATH)
+  foreach(_candidate "${_prefix}/Torch" "${_prefix}/share/cmake/Torch")
+    if(NOT _torch_dir AND EXISTS "${_candidate}/TorchConfig.cmake")
+      set(_torch_dir "${_candidate}")
+    endif()
+  endforeach()
+endforeach()
+if(_torch_dir)
+  get_filename_component(_torch_prefix "${_torch_dir}/../../.." ABSOLUTE)
+  list(PREPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
+endif()
 find_package(Torch REQUIRED)
+string(FIND "${c10_LIBRARY}" "${TORCH_INSTALL_PREFIX}/" _c10_in_torch)
+if(c10_LIBRARY AND NOT _c10_in_torch EQUAL 0)
+  message(FATAL_ERROR "LibTorch in ${TORCH_INSTALL_PREFIX} found another LibTorch's libc10 (${c10_LIBRARY}): "
+                      "configure in a fresh build folder with -DCMAKE_PREFIX_PATH=${TORCH_INSTALL_PREFIX}")
+endif()
 include(DtrainTorchCuda)
 find_package(MPI REQUIRED COMPONENTS CXX)
 # Parallel HDF5 (MPI-IO reads): must be preferred before the search, and the choice is cached per build folder.
