@@ -47,6 +47,10 @@ if(EXISTS "${TORCH_INSTALL_PREFIX}/include/fmt" AND NOT "${TORCH_INSTALL_PREFIX}
   file(MAKE_DIRECTORY ${DTRAIN_FMT_FIRST_DIR})
   file(CREATE_LINK ${_fmt_include}/fmt ${DTRAIN_FMT_FIRST_DIR}/fmt SYMBOLIC)
   include_directories(BEFORE SYSTEM ${DTRAIN_FMT_FIRST_DIR})
+  # Such a LibTorch's libtorch.so also exports the std::filesystem of the older libstdc++ it was built with (linked in
+  # statically), and a library listed before libstdc++ wins the dynamic linker's symbol search: dtrain's
+  # std::filesystem::remove_all would call into it and crash. libstdc++ first in every binary keeps the system's.
+  add_link_options("LINKER:--push-state,--no-as-needed" -lstdc++ "LINKER:--pop-state")
 endif()
 find_package(Threads REQUIRED)
 find_package(ZLIB REQUIRED)
