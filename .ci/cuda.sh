@@ -96,7 +96,7 @@ echo "cuda: built every target in $(( $(date +%s) - step )) s, no warnings"
 # (not Debian's LibTorch, which this machine has too).
 check_one() {  # library, folder it must come from
   paths=$(ldd "$build/runtime/dtrain" | awk -v lib="$1" 'index($1, lib ".so") == 1 {print $3}')
-  echo "cuda: dtrain loads $1 from" $paths
+  echo "cuda: dtrain loads $1 from $(tr "\n" " " <<< "$paths")"
   if [ "$(wc -w <<< "$paths")" != 1 ] || [[ "$(readlink -f "$paths")" != "$2"/* ]]; then
     echo "cuda: build-cuda/runtime/dtrain must load exactly one $1, from $2" >&2
     exit 1
