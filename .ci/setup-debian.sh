@@ -10,8 +10,8 @@ packages=(
   libtorch-dev libopenblas0-openmp
   # MPI, parallel HDF5 and the tools to inspect shards
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
-  # command-line, tests, JSON, logging, formatting
-  libboost-program-options-dev libgtest-dev libgmock-dev nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
+  # command-line, tests, JSON, formatting
+  libboost-program-options-dev libgtest-dev libgmock-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
   # the bundled real data and the Python peers used by tests and benchmarks
   dataset-fashion-mnist bible-kjv bible-kjv-text python3-h5py python3-numpy python3-torch python3-matplotlib
   # a real Slurm and two network namespaces for the launch tests (tests/slurm)

@@ -1,6 +1,28 @@
 # Finds every dependency of dtrain and defines the helpers the folders share.
 
+# LibTorch's config finds libtorch and libc10 with find_library, which looks in the system's lib/ before LibTorch's
+# own: a LibTorch named by its share/cmake folder (torch.utils.cmake_prefix_path) or by Torch_DIR, on a machine with
+# Debian's LibTorch in /usr/lib, would get Debian's libc10 (and Debian's Caffe2 config) next to its own libtorch_cpu.
+# Searching the named LibTorch's folder first keeps every part from one LibTorch.
+set(_torch_dir "${Torch_DIR}")
+foreach(_prefix IN LISTS CMAKE_PREFIX_PATH)
+  foreach(_candidate "${_prefix}/Torch" "${_prefix}/share/cmake/Torch")
+    if(NOT _torch_dir AND EXISTS "${_candidate}/TorchConfig.cmake")
+      set(_torch_dir "${_candidate}")
+    endif()
+  endforeach()
+endforeach()
+if(_torch_dir)
+  get_filename_component(_torch_prefix "${_torch_dir}/../../.." ABSOLUTE)
+  list(PREPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
+endif()
 find_package(Torch REQUIRED)
+string(FIND "${c10_LIBRARY}" "${TORCH_INSTALL_PREFIX}/" _c10_in_torch)
+if(c10_LIBRARY AND NOT _c10_in_torch EQUAL 0)
+  message(FATAL_ERROR "LibTorch in ${TORCH_INSTALL_PREFIX} found another LibTorch's libc10 (${c10_LIBRARY}): "
+                      "configure in a fresh build folder with -DCMAKE_PREFIX_PATH=${TORCH_INSTALL_PREFIX}")
+endif()
+include(DtrainTorchCuda)
 find_package(MPI REQUIRED COMPONENTS CXX)
 # Parallel HDF5 (MPI-IO reads): must be preferred before the search, and the choice is cached per build folder.
 set(HDF5_PREFER_PARALLEL TRUE)
@@ -9,10 +31,27 @@ if(NOT HDF5_IS_PARALLEL)
   message(FATAL_ERROR "dtrain needs parallel HDF5 (Debian: libhdf5-openmpi-dev); found a serial one: ${HDF5_C_LIBRARIES}")
 endif()
 find_package(Boost 1.71 REQUIRED COMPONENTS program_options)
-find_package(GTest REQUIRED)
+if(DTRAIN_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(fmt REQUIRED)
-find_package(spdlog REQUIRED)
+# LibTorch as pytorch.org builds it (the wheel's torch/, the zip) ships a newer fmt's headers in its include/, which the
+# compiler would search before the fmt dtrain links (Debian's, in /usr/include, which CMake never puts on the command
+# line): declarations of one fmt against the library of another do not link. A folder holding only the linked fmt's
+# headers, searched first by every target here (LibTorch's own headers included), keeps headers and library together.
+get_target_property(_fmt_include fmt::fmt INTERFACE_INCLUDE_DIRECTORIES)
+list(GET _fmt_include 0 _fmt_include)
+if(EXISTS "${TORCH_INSTALL_PREFIX}/include/fmt" AND NOT "${TORCH_INSTALL_PREFIX}/include" STREQUAL _fmt_include)
+  set(DTRAIN_FMT_FIRST_DIR ${PROJECT_BINARY_DIR}/fmt-first)
+  file(MAKE_DIRECTORY ${DTRAIN_FMT_FIRST_DIR})
+  file(CREATE_LINK ${_fmt_include}/fmt ${DTRAIN_FMT_FIRST_DIR}/fmt SYMBOLIC)
+  include_directories(BEFORE SYSTEM ${DTRAIN_FMT_FIRST_DIR})
+  # Such a LibTorch's libtorch.so also exports the std::filesystem of the older libstdc++ it was built with (linked in
+  # statically), and a library listed before libstdc++ wins the dynamic linker's symbol search: dtrain's
+  # std::filesystem::remove_all would call into it and crash. libstdc++ first in every binary keeps the system's.
+  add_link_options("LINKER:--push-state,--no-as-needed" -lstdc++ "LINKER:--pop-state")
+endif()
 find_package(Threads REQUIRED)
 find_package(ZLIB REQUIRED)
 

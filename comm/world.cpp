@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "comm/error.h"
+#include "comm/launch_check.h"
 #include "comm/mpi_communicator.h"
 #ifdef DTRAIN_WITH_NCCL
 #include "comm/nccl_communicator.h"
@@ -23,13 +26,9 @@ std::unique_ptr<Communicator> make_world_communicator(Backend backend, const Top
 }
 
 std::string device_label(Backend backend, const Topology& topology) {
-  return backend == Backend::kMpi ? std::string("cpu") : fmt::format("cuda:{}", topology.local_rank);
-}
-
-Backend parse_backend(const std::string& name) {
-  if (name == "mpi") return Backend::kMpi;
-  if (name == "nccl") return Backend::kNccl;
-  throw CommError(fmt::format("unknown communication backend '{}' (expected 'mpi' or 'nccl')", name));
+  if (backend == Backend::kMpi) return "cpu";
+  // The device NcclCommunicator::create takes: the local rank modulo the devices this rank sees.
+  return fmt::format("cuda:{}", topology.local_rank % std::max(1, visible_cuda_devices()));
 }
 
 }  // namespace dtrain::comm

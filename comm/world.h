@@ -10,14 +10,12 @@
 namespace dtrain::comm {
 
 // Collective over MPI_COMM_WORLD. kMpi: a CPU communicator. kNccl: a NCCL communicator on CUDA device
-// topology.local_rank (an error if this node has fewer devices than ranks, or if dtrain was built without NCCL).
+// topology.local_rank modulo the visible devices (an error if two ranks of a node would share a GPU, or if dtrain was
+// built without NCCL).
 std::unique_ptr<Communicator> make_world_communicator(Backend backend, const Topology& topology,
                                                       CommOptions options = {});
 
-// The device a rank of `backend` uses: "cpu" or "cuda:<local rank>".
+// The device a rank of `backend` uses: "cpu" or "cuda:<local rank modulo the visible devices>".
 std::string device_label(Backend backend, const Topology& topology);
-
-// Parses "mpi" or "nccl"; throws CommError naming the accepted values otherwise.
-Backend parse_backend(const std::string& name);
 
 }  // namespace dtrain::comm

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "jobs/model_registry.h"
+#include "runtime/app/version.h"
 
 namespace dtrain::runtime {
 
@@ -73,6 +74,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
 
   po::options_description general("General");
   general.add_options()("help,h", "show this help and exit")(
+      "version", "print the versions of dtrain, LibTorch, NCCL, MPI and HDF5 and exit")(
       "config", po::value(&c.config_file), "config file of 'option = value' lines; the command line overrides it")(
       "dry-run", po::bool_switch(&c.dry_run), "print the rank -> host -> local rank -> device table, check it, exit")(
       "backend", po::value(&backend)->default_value(backend), "communication backend: mpi (CPU) or nccl (GPU)")(
@@ -204,6 +206,11 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       } catch (const po::error_with_option_name& e) {
         throw std::invalid_argument(fmt::format("--config {}: {}", where_in_file(file, e.get_option_name()), e.what()));
       }
+    }
+    // Printed like the help text: by rank 0, then every rank exits 0.
+    if (vm.count("version")) {
+      parsed.help = version_line() + "\n";
+      return parsed;
     }
     if (vm.count("help")) {
       std::ostringstream help;

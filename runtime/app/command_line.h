@@ -50,7 +50,7 @@ struct CommandLine {
 // Parses argv (and the config file it names). Throws std::invalid_argument with a one-line message naming the
 // option on any bad value.
 struct ParsedCommandLine {
-  std::string help;  // set when --help was given: print it and exit
+  std::string help;  // set when --help or --version was given: print it and exit
   CommandLine options;
 };
 ParsedCommandLine parse_command_line(int argc, const char* const* argv);

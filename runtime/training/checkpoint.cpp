@@ -270,7 +270,8 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
     archive.read("rng", rng);
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(rng[control.rank()].contiguous());
+    // A copy, not a view: LibTorch 2.11's set_state crashes on a tensor with a storage offset.
+    generator.set_state(rng[control.rank()].clone());
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {

@@ -87,5 +87,11 @@ result = run_dtrain("--dry-run")
 check(result.returncode == 0 and "local rank" in result.stdout and result.stdout.count("cpu") == 2,
       "--dry-run prints one table row per rank", result.stdout + result.stderr)
 
+version = subprocess.run([dtrain, "--version"], env=ENV, capture_output=True, text=True, timeout=60)
+line = version.stdout.strip()
+check(version.returncode == 0 and line.startswith("dtrain ") and "\n" not in line
+      and all(name in line for name in ("LibTorch ", "MPI ", "HDF5 ")),
+      "--version prints one line naming dtrain, LibTorch, MPI and HDF5", version.stdout + version.stderr)
+
 shutil.rmtree(scratch, ignore_errors=True)
 finish()
