@@ -68,6 +68,21 @@ LrScheduleOptions lr_schedule_of(const TrainerOptions& o, std::int64_t total_ste
   return lr;
 }
 
+// Rank 0 writes the metrics file: if it cannot, every rank stops with that error at once (rank 0 failing alone
+// would leave the others waiting for it until the job is aborted, and its message could be lost in the abort).
+ProgressReporter open_reporter(const TrainerOptions& o, std::int64_t total_steps, comm::ControlPlane& world) {
+  std::optional<ProgressReporter> reporter;
+  std::string error;
+  try {
+    reporter.emplace(world.rank() == 0, o.progress, o.metrics_file, total_steps);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  error = world.broadcast(error, 0);
+  if (!error.empty()) throw std::runtime_error(error);
+  return std::move(*reporter);
+}
+
 // Found out now, not after the whole run: rank 0 writes the trace, into a folder it can write to.
 void start_timeline(const std::string& trace_file, comm::ControlPlane& world) {
   Timeline::instance().reset();
@@ -122,7 +137,7 @@ struct Trainer::Parts {
         lr(lr_schedule_of(o, total_steps)),
         scaler(o.scaler),
         checkpoints({o.checkpoint_dir, o.checkpoint_every, o.keep_checkpoints, o.resume}, grid),
-        reporter(world.rank() == 0, o.progress, o.metrics_file, total_steps),
+        reporter(open_reporter(o, total_steps, world)),
         optimizer(make_optimizer(o.optimizer, trainable(m))),
         update({o.clip_grad_norm, o.skip_non_finite}, *optimizer, lr, scaler, world,
                grid.stages > 1 ? grid.pipeline_control.get() : nullptr) {
