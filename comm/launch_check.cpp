@@ -4,8 +4,6 @@
 
 #include <cstdlib>
 
-#include "comm/communicator.h"
-
 #ifdef DTRAIN_WITH_NCCL
 #include <cuda_runtime_api.h>
 #endif
@@ -20,8 +18,7 @@ int as_int(const char* text) {
 
 }  // namespace
 
-std::string check_launch(const Topology& topology, Backend backend, int visible_gpus,
-                         const EnvironmentLookup& environment) {
+std::string check_launch(const Topology& topology, const EnvironmentLookup& environment) {
   const int slurm_tasks = as_int(environment("SLURM_NTASKS"));
   const bool under_srun = environment("SLURM_STEP_ID") != nullptr && environment("OMPI_COMM_WORLD_SIZE") == nullptr;
   if (under_srun && slurm_tasks > 1 && topology.world_size == 1) {
@@ -34,14 +31,6 @@ std::string check_launch(const Topology& topology, Backend backend, int visible_
   if (mpirun_size > 0 && mpirun_size != topology.world_size) {
     return fmt::format("mpirun started {} processes (OMPI_COMM_WORLD_SIZE), but MPI_COMM_WORLD has {} ranks",
                        mpirun_size, topology.world_size);
-  }
-  if (backend == Backend::kNccl && topology.local_size > visible_gpus) {
-    const char* visible = environment("CUDA_VISIBLE_DEVICES");
-    return fmt::format(
-        "node {} ({}) runs {} ranks but sees {} CUDA devices{}: --backend nccl needs one GPU per rank (start "
-        "--ntasks-per-node = GPUs per node)",
-        topology.node_index, topology.hostname, topology.local_size, visible_gpus,
-        visible != nullptr ? fmt::format(" (CUDA_VISIBLE_DEVICES={})", visible) : std::string());
   }
   return "";
 }

@@ -16,6 +16,7 @@
 #include "comm/call_verifier.h"
 #include "comm/cuda_check.h"
 #include "comm/error.h"
+#include "comm/gpu_sharing.h"
 #include "comm/mpi_check.h"
 #include "comm/watchdog.h"
 
@@ -99,15 +100,6 @@ ncclResult_t in_group(const std::function<ncclResult_t()>& call) {
   const ncclResult_t call_result = call();
   result = ncclGroupEnd();  // always, to leave the group even when the call failed
   return call_result != ncclSuccess ? call_result : result;
-}
-
-std::string uuid_text(const cudaUUID_t& uuid) {
-  std::string text = "GPU-";
-  for (int i = 0; i < 16; ++i) {
-    text += fmt::format("{:02x}", static_cast<unsigned char>(uuid.bytes[i]));
-    if (i == 3 || i == 5 || i == 7 || i == 9) text += '-';
-  }
-  return text;
 }
 
 // What a rank tells the other ranks of its node about its device before any NCCL call.
@@ -355,17 +347,12 @@ void agree_on_devices(MPI_Comm control, int rank, DeviceReport mine, std::string
   MPI_Comm_free(&node);
   DTRAIN_MPI_CHECK(exchanged, context);
   if (problem.empty()) {
-    for (const DeviceReport& other : reports) {
-      if (other.ok == 0 || other.rank == rank || std::memcmp(&other.uuid, &mine.uuid, sizeof(cudaUUID_t)) != 0)
-        continue;
-      problem = fmt::format(
-          "{}: ranks {} and {} of this node would both use GPU {} (their device {} and {}); NCCL needs a GPU of its "
-          "own for each rank: start as many ranks per node as there are GPUs, or give each task its own GPU "
-          "(CUDA_VISIBLE_DEVICES)",
-          context, std::min(rank, other.rank), std::max(rank, other.rank), uuid_text(mine.uuid),
-          rank < other.rank ? mine.device : other.device, rank < other.rank ? other.device : mine.device);
-      break;
+    std::vector<RankGpu> node_gpus;
+    for (const DeviceReport& report : reports) {
+      if (report.ok != 0) node_gpus.push_back({report.rank, report.device, format_gpu_uuid(report.uuid.bytes)});
     }
+    // Every rank of the node reports the same line: the node cannot start NCCL as launched.
+    if (const std::string shared = shared_gpu_problem(node_gpus); !shared.empty()) problem = context + ": " + shared;
   }
 
   int size = 0;

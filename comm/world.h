@@ -15,7 +15,4 @@ namespace dtrain::comm {
 std::unique_ptr<Communicator> make_world_communicator(Backend backend, const Topology& topology,
                                                       CommOptions options = {});
 
-// The device a rank of `backend` uses: "cpu" or "cuda:<local rank modulo the visible devices>".
-std::string device_label(Backend backend, const Topology& topology);
-
 }  // namespace dtrain::comm

@@ -60,7 +60,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   TrainerOptions& t = c.trainer;
   DataOptions& d = c.data;
   // Choices are read as names and turned into their enums once, below.
-  std::string backend = to_string(c.backend), read_mode = to_string(d.read_mode);
+  std::string backend = to_string(c.backend), device = to_string(c.device), read_mode = to_string(d.read_mode);
   std::string optimizer = to_string(t.optimizer.kind), lr_schedule = to_string(t.lr.kind);
   std::string pipeline_schedule = to_string(t.pipeline_schedule), partition = to_string(c.pipeline.partition);
   std::string amp_name = to_string(t.amp), early_stopping_metric = to_string(t.early_stopping_metric);
@@ -77,7 +77,14 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "version", "print the versions of dtrain, LibTorch, NCCL, MPI and HDF5 and exit")(
       "config", po::value(&c.config_file), "config file of 'option = value' lines; the command line overrides it")(
       "dry-run", po::bool_switch(&c.dry_run), "print the rank -> host -> local rank -> device table, check it, exit")(
-      "backend", po::value(&backend)->default_value(backend), "communication backend: mpi (CPU) or nccl (GPU)")(
+      "device", po::value(&device)->default_value(device),
+      "cpu | cuda | auto (cuda where this LibTorch has CUDA and a GPU is visible); a rank's GPU is its local rank "
+      "modulo the visible GPUs")(
+      "backend", po::value(&backend)->default_value(backend),
+      "data plane: nccl | mpi | auto (nccl on cuda, mpi on cpu); mpi with --device cuda stages through pinned host "
+      "memory, so ranks can share a GPU")(
+      "allow-tf32", po::bool_switch(&t.allow_tf32),
+      "let fp32 matrix products and convolutions use TF32 tensor cores on GPUs (faster, ~1e-3 relative error)")(
       "threads", po::value(&c.threads)->default_value(c.threads), "intra-op threads per rank")(
       "comm-timeout-s", po::value(&c.comm_timeout_s)->default_value(c.comm_timeout_s),
       "deadline of every collective, seconds")(
@@ -236,7 +243,8 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   }
 
   require(c.dry_run || !d.train_dir.empty(), "--train-data is required (a folder made by dtrain-shard)");
-  c.backend = choose("backend", backend, {comm::Backend::kMpi, comm::Backend::kNccl});
+  c.device = choose("device", device, {DeviceRequest::kCpu, DeviceRequest::kCuda, DeviceRequest::kAuto});
+  c.backend = choose("backend", backend, {BackendRequest::kMpi, BackendRequest::kNccl, BackendRequest::kAuto});
   require(c.threads >= 1, fmt::format("--threads must be >= 1 (got {})", c.threads));
   require(c.comm_timeout_s > 0, "--comm-timeout-s must be positive");
   require(d.batch_size >= 1, fmt::format("--batch-size must be >= 1 (got {})", d.batch_size));

@@ -8,6 +8,7 @@
 
 #include "comm/communicator.h"
 #include "runtime/data/hdf5_data_feed.h"
+#include "runtime/device/device_selection.h"
 #include "runtime/pipeline/pipeline_partition.h"
 #include "runtime/training/trainer.h"
 
@@ -38,7 +39,8 @@ struct CommandLine {
   std::string model = "cnn";  // a name from the model registry
   std::string torchscript;    // or a TorchScript module file
   PipelineOptions pipeline;
-  comm::Backend backend = comm::Backend::kMpi;
+  DeviceRequest device = DeviceRequest::kAuto;  // resolved per rank by plan_device (runtime/device/)
+  BackendRequest backend = BackendRequest::kAuto;
   int threads = 1;  // intra-op threads per rank
   double comm_timeout_s = 300;
   bool dry_run = false;

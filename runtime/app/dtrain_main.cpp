@@ -19,6 +19,8 @@
 #include "jobs/model_registry.h"
 #include "runtime/app/command_line.h"
 #include "runtime/data/hdf5_data_feed.h"
+#include "runtime/device/compute_device.h"
+#include "runtime/device/device_selection.h"
 #include "runtime/model/torch_compat.h"
 #include "runtime/pipeline/pipeline_partition.h"
 #include "runtime/training/parallel_grid.h"
@@ -31,23 +33,55 @@ using namespace dtrain;
 
 // Collective: every rank checks what the launcher started against what MPI sees; a rank with a problem names it,
 // and every rank returns false if any rank has one.
-bool launch_is_consistent(const runtime::CommandLine& options, const comm::Topology& topology,
-                          comm::ControlPlane& world) {
-  const comm::Backend backend = options.backend;
-  const std::string problem = comm::check_launch(
-      topology, backend, backend == comm::Backend::kNccl ? comm::visible_cuda_devices() : 0, std::getenv);
+bool launch_is_consistent(const comm::Topology& topology, comm::ControlPlane& world) {
+  const std::string problem = comm::check_launch(topology, std::getenv);
   if (!problem.empty()) std::fprintf(stderr, "dtrain: error on rank %d: %s\n", topology.world_rank, problem.c_str());
   return !world.any(!problem.empty());
 }
 
-int dry_run(const runtime::CommandLine& options, const comm::Topology& topology) {
-  const comm::Backend backend = options.backend;
-  const std::string table = comm::format_rank_table(topology, comm::device_label(backend, topology), MPI_COMM_WORLD);
+// Collective: false if any rank has a `problem`; then the lowest such rank prints it, once for the job.
+bool agree_nobody_failed(const std::string& problem, comm::ControlPlane& world) {
+  const std::int64_t failed = world.sum(static_cast<std::int64_t>(problem.empty() ? 0 : 1));
+  if (failed == 0) return true;
+  const std::int64_t first = world.min(static_cast<std::int64_t>(problem.empty() ? world.size() : world.rank()));
+  if (world.rank() == first) {
+    const std::string where = failed == world.size() ? fmt::format("on all {} ranks", failed)
+                              : failed == 1          ? fmt::format("on rank {}", first)
+                                                     : fmt::format("on rank {} and {} other ranks", first, failed - 1);
+    std::fprintf(stderr, "dtrain: error: %s (%s)\n", problem.c_str(), where.c_str());
+  }
+  return false;
+}
+
+// Collective: this rank's device and backend (Note [Compute device]), or nothing if any rank cannot have what was
+// asked, or if the ranks chose differently (a node without GPUs under --device auto): then one line says why.
+std::optional<runtime::DevicePlan> plan_devices(const runtime::CommandLine& options, const comm::Topology& topology,
+                                                comm::ControlPlane& world) {
+  std::string problem;
+  runtime::DevicePlan plan;
+  try {
+    plan = runtime::plan_device(options.device, options.backend, runtime::device_facts(topology.local_rank));
+  } catch (const std::exception& e) {
+    problem = e.what();
+  }
+  if (!agree_nobody_failed(problem, world)) return std::nullopt;
+  const std::int64_t on_gpu = plan.device.is_cuda() ? 1 : 0;
+  if (world.min(on_gpu) != world.max(on_gpu)) {
+    problem = "--device auto: some ranks see a GPU and others do not; give --device cuda or --device cpu";
+    if (!agree_nobody_failed(on_gpu == 0 ? problem : "", world)) return std::nullopt;
+  }
+  return plan;
+}
+
+int dry_run(const runtime::DevicePlan& plan, const comm::Topology& topology) {
+  const std::string device = runtime::make_compute_device(plan.device)->describe();
+  const std::string table = comm::format_rank_table(topology, device, MPI_COMM_WORLD);
   if (topology.world_rank == 0) {
     std::printf("dtrain dry run: %d ranks on %d nodes, backend %s\n%s", topology.world_size, topology.node_count,
-                comm::to_string(backend), table.c_str());
-    std::printf("dtrain dry run: checked: the launcher and MPI agree on %d ranks%s\n", topology.world_size,
-                backend == comm::Backend::kNccl ? ", one visible GPU per rank on every node" : "");
+                comm::to_string(plan.backend), table.c_str());
+    std::printf("dtrain dry run: checked: the launcher and MPI agree on %d ranks, every rank has its device%s\n",
+                topology.world_size,
+                plan.backend == comm::Backend::kNccl ? " (GPUs shared by two ranks are refused when NCCL starts)" : "");
   }
   return 0;
 }
@@ -119,17 +153,11 @@ void check_same_kind_of_samples(const runtime::CommandLine& options, runtime::Da
   }
 }
 
-int train(const runtime::CommandLine& options, const comm::Topology& topology) {
+int train(const runtime::CommandLine& options, const runtime::DevicePlan& plan, const comm::Topology& topology) {
   torch::set_num_threads(options.threads);
   comm::CommOptions comm_options;
   comm_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(options.comm_timeout_s * 1000));
-  const comm::Backend backend = options.backend;
-  if (backend == comm::Backend::kNccl && !torch::cuda::is_available()) {
-    throw std::invalid_argument(
-        "--backend nccl trains on CUDA tensors, but this LibTorch has no CUDA (build against a CUDA LibTorch, see "
-        "README)");
-  }
-  auto comm = comm::make_world_communicator(backend, topology, comm_options);
+  auto comm = comm::make_world_communicator(plan.backend, topology, comm_options);
   runtime::ParallelGrid grid = runtime::make_parallel_grid(*comm, options.pipeline.stages);
 
   runtime::Hdf5FeedOptions feed;
@@ -142,6 +170,7 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
   feed.targets = options.data.targets;
   feed.drop_last = options.data.drop_last;
   feed.verify_checksums = options.data.verify;
+  feed.pin_memory = plan.device.is_cuda();
   // The replicas of each stage share out the samples; the stages of one replica read the same batches.
   auto train_feed = runtime::make_hdf5_feed(options.data.train_dir, feed, /*evaluation=*/false, *grid.data);
   std::unique_ptr<runtime::DataFeed> eval_feed;
@@ -154,15 +183,17 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
   const std::int64_t parameters = total_parameters(*model, grid);
   if (comm->rank() == 0) {
     std::printf(
-        "dtrain: %s (%lld parameters) on %d ranks (%d pipeline stages x %d replicas), %lld samples per step, "
-        "%lld steps per epoch\n",
+        "dtrain: %s (%lld parameters) on %d ranks (%d pipeline stages x %d replicas) on %s over %s, %lld samples per "
+        "step, %lld steps per epoch\n",
         options.model.c_str(), static_cast<long long>(parameters), comm->size(), grid.stages, grid.replicas,
+        plan.device.is_cuda() ? "GPUs" : "CPUs", comm::to_string(plan.backend),
         static_cast<long long>(train_feed->global_batch_size() * options.trainer.accumulation),
         static_cast<long long>(train_feed->batches_per_epoch() / options.trainer.accumulation));
   }
 
   runtime::TrainerOptions trainer_options = options.trainer;
   trainer_options.stop_on_signal = true;  // Note [Stopping on a signal]
+  trainer_options.device = plan.device;
   runtime::Trainer trainer(trainer_options, *model, *train_feed, eval_feed.get(), *comm, &grid);
   const runtime::TrainResult result = trainer.run();
   const std::uint32_t fingerprint = weights_fingerprint(*model, grid);
@@ -180,8 +211,9 @@ int train(const runtime::CommandLine& options, const comm::Topology& topology) {
     if (result.skipped_steps > 0) {
       std::printf(", %lld steps skipped (non-finite gradients)", static_cast<long long>(result.skipped_steps));
     }
-    std::printf(", peak memory %.2f GB per rank%s\n", result.peak_memory_gb,
-                result.stopped_early ? " (stopped early)" : "");
+    std::printf(", peak memory %.2f GB per rank", result.peak_memory_gb);
+    if (plan.device.is_cuda()) std::printf(", peak GPU memory %.2f GB per rank", result.peak_gpu_memory_gb);
+    std::printf("%s\n", result.stopped_early ? " (stopped early)" : "");
     if (options.quick_validation) {
       std::printf("quick validation: %.1f s, peak memory %.2f GB, accuracy %.4f — scale up if these look right\n",
                   result.seconds, result.peak_memory_gb, result.last_eval.accuracy);
@@ -233,8 +265,10 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (!launch_is_consistent(parsed.options, *topology, *world)) return 2;
-    return parsed.options.dry_run ? dry_run(parsed.options, *topology) : train(parsed.options, *topology);
+    if (!launch_is_consistent(*topology, *world)) return 2;
+    const std::optional<dtrain::runtime::DevicePlan> plan = plan_devices(parsed.options, *topology, *world);
+    if (!plan) return 2;
+    return parsed.options.dry_run ? dry_run(*plan, *topology) : train(parsed.options, *plan, *topology);
   } catch (const c10::Error& e) {
     // LibTorch's own message without its C++ backtrace, which only LibTorch's developers can read.
     std::fprintf(stderr, "dtrain: error on rank %d: %s\n", rank, e.what_without_backtrace());

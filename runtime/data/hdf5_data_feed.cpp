@@ -17,12 +17,13 @@ namespace {
 class Hdf5DataFeed final : public DataFeed {
  public:
   Hdf5DataFeed(std::unique_ptr<io::Prefetcher> prefetcher, sampler::SamplerOptions sampling, std::int64_t classes,
-               std::vector<std::int64_t> sample_shape, bool next_token)
+               std::vector<std::int64_t> sample_shape, bool next_token, bool pin_memory)
       : prefetcher_(std::move(prefetcher)),
         sampler_(std::move(sampling)),
         classes_(classes),
         sample_shape_(std::move(sample_shape)),
-        next_token_(next_token) {}
+        next_token_(next_token),
+        pin_memory_(pin_memory) {}
 
   void start_epoch(std::int64_t epoch) override {
     sampler_.start_epoch(epoch);
@@ -36,16 +37,16 @@ class Hdf5DataFeed final : public DataFeed {
     Batch batch;
     if (next_token_) {
       // Each sample stores one token more than the model sees: the targets are the inputs shifted by one.
-      const at::Tensor tokens = tensors[0].to(at::kLong);
-      batch.inputs = tokens.narrow(1, 0, tokens.size(1) - 1).contiguous();
-      batch.targets = tokens.narrow(1, 1, tokens.size(1) - 1).contiguous();
+      const std::int64_t length = tensors[0].size(1) - 1;
+      batch.inputs = converted(tensors[0].narrow(1, 0, length), at::kLong);
+      batch.targets = converted(tensors[0].narrow(1, 1, length), at::kLong);
     } else {
-      batch.inputs =
-          tensors[0].scalar_type() == at::kByte ? tensors[0].to(at::kFloat).div_(255.0f) : tensors[0].to(at::kFloat);
-      batch.targets = tensors[1].to(at::kLong);
+      batch.inputs = converted(tensors[0], at::kFloat);
+      if (tensors[0].scalar_type() == at::kByte) batch.inputs.div_(255.0f);
+      batch.targets = converted(tensors[1], at::kLong);
     }
     const auto n = static_cast<std::int64_t>(picked->valid.size());
-    batch.valid = at::from_blob(picked->valid.data(), {n}, at::kByte).to(at::kBool);
+    batch.valid = converted(at::from_blob(picked->valid.data(), {n}, at::kByte), at::kBool);
     return batch;
   }
 
@@ -66,6 +67,11 @@ class Hdf5DataFeed final : public DataFeed {
   std::int64_t classes() const override { return classes_; }
 
  private:
+  // `t` in `dtype`, in a tensor of its own (pinned for a GPU's asynchronous copies).
+  at::Tensor converted(const at::Tensor& t, c10::ScalarType dtype) const {
+    return at::empty(t.sizes(), at::TensorOptions().dtype(dtype).pinned_memory(pin_memory_)).copy_(t);
+  }
+
   // The rest of the epoch, handed to the prefetcher (a copy of the sampler walks it; ours stays put).
   void plan() {
     sampler::DistributedSampler ahead = sampler_;
@@ -79,6 +85,7 @@ class Hdf5DataFeed final : public DataFeed {
   std::int64_t classes_;
   std::vector<std::int64_t> sample_shape_;
   bool next_token_;
+  bool pin_memory_;
 };
 
 }  // namespace
@@ -129,7 +136,7 @@ std::unique_ptr<DataFeed> make_hdf5_feed(const std::string& folder, const Hdf5Fe
   sampling.seed = options.seed;
   sampling.drop_last = !evaluation && options.drop_last;
   return std::make_unique<Hdf5DataFeed>(std::move(prefetcher), std::move(sampling), manifest.classes,
-                                        std::move(sample_shape), next_token);
+                                        std::move(sample_shape), next_token, options.pin_memory);
 }
 
 }  // namespace dtrain::runtime

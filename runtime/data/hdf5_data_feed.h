@@ -29,6 +29,7 @@ struct Hdf5FeedOptions {
   std::string targets = "labels";  // or kNextTokenTargets
   bool drop_last = false;          // training: drop the tail of the epoch instead of padding it
   bool verify_checksums = false;   // read every shard once at open and check its CRC-32s against the manifest
+  bool pin_memory = false;         // batches in pinned host memory, for asynchronous copies to a GPU
 };
 
 // Collective over `comm` (its rank and size decide the sampler's share). `evaluation`: every sample once, padding

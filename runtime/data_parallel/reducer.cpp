@@ -16,6 +16,7 @@
 #include "comm/hash.h"
 #include "comm/tensor_buffer.h"
 #include "runtime/data_parallel/model_agreement.h"
+#include "runtime/device/host_staging.h"
 #include "runtime/model/torch_compat.h"
 #include "runtime/observability/timeline.h"
 
@@ -32,7 +33,8 @@ struct Reducer::State {
   struct Bucket {
     std::vector<std::size_t> params;
     at::Tensor flat;  // the gradients, then one slot: how many of them got no gradient (summed over ranks)
-    at::Tensor wire;  // what travels: `flat`, or its compressed copy
+    at::Tensor
+        wire;  // what travels: `flat`, or its compressed copy, in pinned host memory if staged (Note [Host staging])
     std::size_t pending = 0;
     std::size_t unused_here = 0;
     comm::WorkPtr work;
@@ -118,7 +120,12 @@ void Reducer::State::build_buckets(const std::vector<std::size_t>& order) {
     for (std::size_t index : bucket.params) total += params[index].tensor.numel();
     const at::Tensor& first = params[bucket.params.front()].tensor;
     bucket.flat = at::zeros({total + 1}, first.options().requires_grad(false));
-    bucket.wire = options.compression ? bucket.flat.to(*options.compression) : bucket.flat;
+    const c10::ScalarType wire_dtype = options.compression ? *options.compression : bucket.flat.scalar_type();
+    if (needs_host_staging(comm, bucket.flat)) {
+      bucket.wire = staging_buffer(bucket.flat, wire_dtype);
+    } else {
+      bucket.wire = options.compression ? bucket.flat.to(wire_dtype) : bucket.flat;
+    }
     int64_t offset = 0;
     for (std::size_t index : bucket.params) {
       Param& p = params[index];
@@ -156,7 +163,7 @@ void Reducer::State::launch_ready_buckets() {
   while (next_to_launch < buckets.size() && buckets[next_to_launch].pending == 0) {
     Bucket& bucket = buckets[next_to_launch++];
     bucket.flat[bucket.flat.numel() - 1].fill_(static_cast<double>(bucket.unused_here));
-    if (options.compression) bucket.wire.copy_(bucket.flat);
+    if (!bucket.wire.is_same(bucket.flat)) bucket.wire.copy_(bucket.flat);
     bucket.launched_at = std::chrono::steady_clock::now();
     bucket.work = comm.allreduce(bucket.wire, comm::ReduceOp::kSum);
   }
@@ -230,8 +237,15 @@ Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> b
   {
     at::NoGradGuard no_grad;
     std::vector<comm::WorkPtr> works;
-    for (const auto& p : parameters) works.push_back(comm.broadcast(p.tensor, 0));
-    for (const auto& b : buffers) works.push_back(comm.broadcast(b.tensor, 0));
+    for (const auto* group : {&parameters, &buffers}) {
+      for (const auto& t : *group) {
+        if (needs_host_staging(comm, t.tensor)) {
+          broadcast_in_place(comm, t.tensor, 0);
+        } else {
+          works.push_back(comm.broadcast(t.tensor, 0));
+        }
+      }
+    }
     for (auto& work : works) work->wait();
   }
 
@@ -280,15 +294,18 @@ void Reducer::finish_backward() {
   s.launched_in_backward = s.next_to_launch;
   s.launch_ready_buckets();
 
-  double unused_anywhere = 0;
+  // On a GPU, wait() orders the compute stream after the bucket's allreduce without blocking the host; the one host
+  // read is the unused-parameter count, summed over the buckets on the device first.
+  std::vector<at::Tensor> unused_counts;
   for (std::size_t b = 0; b < s.buckets.size(); ++b) {
     State::Bucket& bucket = s.buckets[b];
     bucket.work->wait();
     Timeline::instance().add("allreduce bucket", "communication", bucket.launched_at, bucket.work->finished_at(),
                              Lane::kCommunication, static_cast<std::int64_t>(b));
-    if (s.options.compression) bucket.flat.copy_(bucket.wire);
-    unused_anywhere += bucket.flat[bucket.flat.numel() - 1].item<double>();
+    if (!bucket.wire.is_same(bucket.flat)) bucket.flat.copy_(bucket.wire);
+    unused_counts.push_back(bucket.flat.narrow(0, bucket.flat.numel() - 1, 1));
   }
+  const double unused_anywhere = at::cat(unused_counts).sum().item<double>();
   if (unused_anywhere > 0 && !s.options.find_unused_parameters) {
     const std::string here = s.unused_here.empty() ? "none on this rank"
                                                    : fmt::format("{} on this rank: {}", s.unused_here.size(),
@@ -321,19 +338,23 @@ Reducer::NoSync::~NoSync() {
   --reducer_.state_->no_sync_depth;
 }
 
+// Each computed over all buckets on the device, then read once (one host synchronisation on a GPU).
 bool Reducer::found_non_finite() const {
-  for (const State::Bucket& bucket : state_->buckets) {
-    if (!at::isfinite(bucket.flat).all().item<bool>()) return true;
-  }
-  return false;
+  std::vector<at::Tensor> finite;
+  for (const State::Bucket& bucket : state_->buckets) finite.push_back(at::isfinite(bucket.flat).all().reshape({1}));
+  return !at::cat(finite).all().item<bool>();
 }
 
 double Reducer::gradient_norm() const {
-  double sum_of_squares = 0;
+  std::vector<at::Tensor> sums_of_squares;
   for (const State::Bucket& bucket : state_->buckets) {
     const at::Tensor grads = bucket.flat.narrow(0, 0, bucket.flat.numel() - 1).to(at::kDouble);
-    sum_of_squares += grads.dot(grads).item<double>();
+    sums_of_squares.push_back(grads.dot(grads).reshape({1}));
   }
+  // Summed on the host in bucket order, as before the values were fetched together: the same rounding.
+  const at::Tensor host = at::cat(sums_of_squares).cpu();
+  double sum_of_squares = 0;
+  for (std::int64_t b = 0; b < host.numel(); ++b) sum_of_squares += host.data_ptr<double>()[b];
   return std::sqrt(sum_of_squares);
 }
 

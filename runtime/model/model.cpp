@@ -15,10 +15,15 @@ std::int64_t TrainableModel::parameter_count() {
   return count;
 }
 
+c10::Device TrainableModel::device() {
+  const auto params = parameters();
+  return params.empty() ? c10::Device(c10::kCPU) : params.front().tensor.device();
+}
+
 std::uint32_t TrainableModel::weights_crc32() {
   uLong crc = crc32(0L, Z_NULL, 0);
   for (const auto& p : parameters()) {
-    const at::Tensor t = p.tensor.detach().contiguous();
+    const at::Tensor t = p.tensor.detach().cpu().contiguous();
     crc = crc32(crc, static_cast<const Bytef*>(t.data_ptr()), static_cast<uInt>(t.numel() * t.element_size()));
   }
   return static_cast<std::uint32_t>(crc);
@@ -45,6 +50,10 @@ std::vector<NamedTensor> SequentialModel::buffers() {
 
 void SequentialModel::set_training(bool training) {
   module_->train(training);
+}
+
+void SequentialModel::to(const c10::Device& device) {
+  module_->to(device);
 }
 
 ScriptModel::ScriptModel(const std::string& path) : path_(path) {
@@ -78,6 +87,10 @@ std::vector<NamedTensor> ScriptModel::buffers() {
 
 void ScriptModel::set_training(bool training) {
   module_.train(training);
+}
+
+void ScriptModel::to(const c10::Device& device) {
+  module_.to(device);
 }
 
 }  // namespace dtrain::runtime

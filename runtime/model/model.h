@@ -22,8 +22,13 @@ class TrainableModel {
   virtual std::vector<NamedTensor> parameters() = 0;
   virtual std::vector<NamedTensor> buffers() = 0;
   virtual void set_training(bool training) = 0;
+  // Moves parameters and buffers to `device` (before an optimizer or a reducer holds them).
+  virtual void to(const c10::Device& device) = 0;
+  // Where the parameters are (the CPU for a model without any).
+  c10::Device device();
   std::int64_t parameter_count();
-  // CRC-32 of every parameter's bytes, in order: equal weights, equal fingerprint (to compare runs bit for bit).
+  // CRC-32 of every parameter's bytes (read from CPU copies), in order: equal weights, equal fingerprint (to compare
+  // runs bit for bit, on any device).
   std::uint32_t weights_crc32();
 };
 
@@ -35,6 +40,7 @@ class SequentialModel final : public TrainableModel {
   std::vector<NamedTensor> parameters() override;
   std::vector<NamedTensor> buffers() override;
   void set_training(bool training) override;
+  void to(const c10::Device& device) override;
   torch::nn::Sequential& module() { return module_; }
 
  private:
@@ -51,6 +57,7 @@ class ScriptModel final : public TrainableModel {
   std::vector<NamedTensor> parameters() override;
   std::vector<NamedTensor> buffers() override;
   void set_training(bool training) override;
+  void to(const c10::Device& device) override;
 
  private:
   std::string path_;

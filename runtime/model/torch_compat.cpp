@@ -14,41 +14,47 @@ bool cpu_fp16_autocast_supported() {
   return DTRAIN_TORCH_2;
 }
 
-bool cpu_autocast_enabled() {
+bool autocast_enabled(c10::DeviceType device) {
 #if DTRAIN_TORCH_2
-  return at::autocast::is_autocast_enabled(at::kCPU);
+  return at::autocast::is_autocast_enabled(device);
 #else
-  return at::autocast::is_cpu_enabled();
+  return device == c10::kCUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
 #endif
 }
 
-c10::ScalarType cpu_autocast_dtype() {
+c10::ScalarType autocast_dtype(c10::DeviceType device) {
 #if DTRAIN_TORCH_2
-  return at::autocast::get_autocast_dtype(at::kCPU);
+  return at::autocast::get_autocast_dtype(device);
 #else
-  return at::autocast::get_autocast_cpu_dtype();
+  return device == c10::kCUDA ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
 #endif
 }
 
 namespace {
 
-void set_cpu_autocast(bool enabled, c10::ScalarType dtype) {
+void set_autocast(c10::DeviceType device, bool enabled, c10::ScalarType dtype) {
 #if DTRAIN_TORCH_2
-  at::autocast::set_autocast_enabled(at::kCPU, enabled);
-  at::autocast::set_autocast_dtype(at::kCPU, dtype);
+  at::autocast::set_autocast_enabled(device, enabled);
+  at::autocast::set_autocast_dtype(device, dtype);
 #else
-  at::autocast::set_cpu_enabled(enabled);
-  at::autocast::set_autocast_cpu_dtype(dtype);
+  if (device == c10::kCUDA) {
+    at::autocast::set_enabled(enabled);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_cpu_enabled(enabled);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  }
 #endif
 }
 
 }  // namespace
 
-AutocastScope::AutocastScope(bool enabled, c10::ScalarType dtype) : active_(enabled) {
+AutocastScope::AutocastScope(bool enabled, c10::DeviceType device, c10::ScalarType dtype)
+    : active_(enabled), device_(device) {
   if (!active_) return;
-  previous_enabled_ = cpu_autocast_enabled();
-  previous_dtype_ = cpu_autocast_dtype();
-  set_cpu_autocast(true, dtype);
+  previous_enabled_ = autocast_enabled(device_);
+  previous_dtype_ = autocast_dtype(device_);
+  set_autocast(device_, true, dtype);
   at::autocast::increment_nesting();
 }
 
@@ -56,7 +62,7 @@ AutocastScope::~AutocastScope() {
   if (!active_) return;
   // Leaving the outermost scope frees the cached low-precision copies of the weights.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  set_cpu_autocast(previous_enabled_, previous_dtype_);
+  set_autocast(device_, previous_enabled_, previous_dtype_);
 }
 
 bool unscale_and_check_finite(const std::vector<at::Tensor>& tensors, double inv_scale, bool portable) {

@@ -12,22 +12,24 @@ namespace dtrain::runtime::compat {
 // CPU autocast to bf16 works everywhere; fp16 CPU kernels (addmm, relu, ...) exist from LibTorch 2.x on.
 bool cpu_fp16_autocast_supported();
 
-// CPU autocast on for its lifetime (or left as it was when `enabled` is false), restored on exit; nests.
+// Autocast on `device` (kCPU or kCUDA) on for its lifetime (or left as it was when `enabled` is false), restored on
+// exit; nests.
 class AutocastScope {
  public:
-  AutocastScope(bool enabled, c10::ScalarType dtype);
+  AutocastScope(bool enabled, c10::DeviceType device, c10::ScalarType dtype);
   ~AutocastScope();
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
   bool active_;
+  c10::DeviceType device_;
   bool previous_enabled_ = false;
   c10::ScalarType previous_dtype_ = c10::ScalarType::BFloat16;
 };
 
-bool cpu_autocast_enabled();
-c10::ScalarType cpu_autocast_dtype();
+bool autocast_enabled(c10::DeviceType device);
+c10::ScalarType autocast_dtype(c10::DeviceType device);
 
 // tensors[i] *= inv_scale in place; returns whether any element (before scaling) was inf or NaN. LibTorch 2.x does it
 // in one fused kernel per dtype; 1.13 (whose fused kernel is CUDA-only) checks and multiplies separately.

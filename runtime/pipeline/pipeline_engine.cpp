@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "comm/clock.h"
+#include "runtime/device/host_staging.h"
 #include "runtime/observability/timeline.h"
 
 namespace dtrain::runtime {
@@ -54,8 +55,12 @@ std::vector<StageSchedule> gather_schedules(comm::ControlPlane& control, const S
 }  // namespace
 
 PipelineEngine::PipelineEngine(comm::Communicator& pipeline, comm::ControlPlane& control, StageSchedule schedule,
-                               int micro_batches)
-    : schedule_(std::move(schedule)), micro_batches_(micro_batches), stage_(pipeline.rank()), stages_(pipeline.size()) {
+                               int micro_batches, c10::Device device)
+    : schedule_(std::move(schedule)),
+      micro_batches_(micro_batches),
+      stage_(pipeline.rank()),
+      stages_(pipeline.size()),
+      device_(device) {
   std::vector<int> micro_batches_per_stage;
   const std::vector<StageSchedule> all = gather_schedules(control, schedule_, micro_batches_, micro_batches_per_stage);
   for (int s = 0; s < stages_; ++s) {
@@ -105,6 +110,7 @@ void PipelineEngine::send(const at::Tensor& tensor, Kind kind, int mb) {
   Link& link = kind == Kind::kActivation ? to_next_ : to_prev_;
   const int peer = kind == Kind::kActivation ? 1 : 0;
   at::Tensor payload = tensor.detach().contiguous();
+  if (needs_host_staging(*link.data, payload)) payload = payload.to(at::kCPU);  // kept alive by the send
   const auto now = Clock::now();
   comm::WorkPtr header = link.control->send(std::move(h), peer, kTag);
   pending_sends_.push_back({std::move(header), link.data->send(payload, peer, kTag), now});
@@ -123,9 +129,11 @@ at::Tensor PipelineEngine::recv(Kind kind, int mb) {
         stage_, kind_name(static_cast<std::int64_t>(kind)), mb, step_, from, kind_name(h[0]), h[2], h[1]));
   }
   const std::vector<std::int64_t> shape(h + 5, h + 5 + h[4]);
-  at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(static_cast<c10::ScalarType>(h[3])));
+  const auto options = at::TensorOptions().dtype(static_cast<c10::ScalarType>(h[3]));
+  const bool staged = device_.is_cuda() && link.data->backend() == comm::Backend::kMpi;  // Note [Host staging]
+  at::Tensor tensor = at::empty(shape, options.device(staged ? c10::Device(c10::kCPU) : device_));
   link.data->recv(tensor, peer, kTag)->wait();
-  return tensor;
+  return staged ? tensor.to(device_) : tensor;
 }
 
 void PipelineEngine::wait_sends() {

@@ -47,7 +47,10 @@ class PipelineEngine {
   // Collective over `pipeline` (rank = stage, size = number of stages) and its control plane: every stage's schedule
   // is gathered and checked with check_schedules(); a schedule that does not pair up or would deadlock throws
   // PipelineError with the same message on every stage, before any activation moves.
-  PipelineEngine(comm::Communicator& pipeline, comm::ControlPlane& control, StageSchedule schedule, int micro_batches);
+  // `device`: where the stage computes; activations and gradients arrive there (through host memory when `pipeline`
+  // moves host memory only: Note [Host staging]).
+  PipelineEngine(comm::Communicator& pipeline, comm::ControlPlane& control, StageSchedule schedule, int micro_batches,
+                 c10::Device device = c10::kCPU);
 
   int stage() const { return stage_; }
   int stages() const { return stages_; }
@@ -87,6 +90,7 @@ class PipelineEngine {
   int micro_batches_;
   int stage_;
   int stages_;
+  c10::Device device_;
   std::int64_t step_ = 0;  // steps (and evaluation batches) run; in every header, so a stray transfer is caught
   struct PendingSend {
     comm::WorkPtr header, payload;

@@ -26,7 +26,7 @@ constexpr const char* kFormat = "dtrain-checkpoint-1";
 
 c10::List<at::Tensor> detached(const std::vector<NamedTensor>& tensors) {
   c10::List<at::Tensor> out;
-  for (const auto& t : tensors) out.push_back(t.tensor.detach());
+  for (const auto& t : tensors) out.push_back(t.tensor.detach().cpu());
   return out;
 }
 
@@ -118,6 +118,19 @@ at::Tensor rng_state() {
   return generator.get_state();
 }
 
+// Every rank's generator state (a byte tensor), one row per rank.
+at::Tensor gather_rows(comm::ControlPlane& control, const at::Tensor& state) {
+  const at::Tensor mine = state.contiguous();
+  const auto* mine_bytes = mine.data_ptr<std::uint8_t>();
+  const std::vector<std::uint8_t> gathered =
+      control.allgather(std::vector<std::uint8_t>(mine_bytes, mine_bytes + mine.numel()));
+  return at::from_blob(const_cast<std::uint8_t*>(gathered.data()), {control.size(), mine.numel()}, at::kByte).clone();
+}
+
+c10::Device device_of(const CheckpointContents& contents) {
+  return contents.device != nullptr ? contents.device->device() : c10::Device(c10::kCPU);
+}
+
 }  // namespace
 
 CheckpointStore::CheckpointStore(std::string folder, int keep, int stage, int stages)
@@ -133,12 +146,9 @@ CheckpointStore::CheckpointStore(std::string folder, int keep, int stage, int st
 
 std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointContents& contents,
                                   const TrainingState& state) {
-  const at::Tensor mine = rng_state().contiguous();
-  const auto* mine_bytes = mine.data_ptr<std::uint8_t>();
-  const std::vector<std::uint8_t> gathered =
-      control.allgather(std::vector<std::uint8_t>(mine_bytes, mine_bytes + mine.numel()));
-  const at::Tensor all_rng =
-      at::from_blob(const_cast<std::uint8_t*>(gathered.data()), {control.size(), mine.numel()}, at::kByte).clone();
+  const at::Tensor all_rng = gather_rows(control, rng_state());
+  const at::Tensor device_rng = contents.device != nullptr ? contents.device->rng_state() : at::Tensor();
+  const at::Tensor all_device_rng = device_rng.defined() ? gather_rows(control, device_rng) : at::Tensor();
 
   const std::string path = path_for(state.step);
   std::string error;
@@ -149,6 +159,7 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
                              {"model", contents.model_name},
                              {"optimizer", contents.optimizer_kind},
                              {"world_size", control.size()},
+                             {"device", c10::DeviceTypeName(device_of(contents).type(), /*lower_case=*/true)},
                              {"step", state.step},
                              {"epoch", state.epoch},
                              {"sampler_state", state.sampler_state},
@@ -162,6 +173,7 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
       archive.write("parameters", c10::IValue(detached(contents.parameters)));
       archive.write("buffers", c10::IValue(detached(contents.buffers)));
       archive.write("rng", all_rng);
+      if (all_device_rng.defined()) archive.write("device_rng", all_device_rng);
       if (contents.optimizer != nullptr) {
         torch::serialize::OutputArchive optimizer;
         contents.optimizer->save(optimizer);
@@ -219,7 +231,7 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
   torch::serialize::InputArchive archive;
   nlohmann::json meta;
   try {
-    archive.load_from(path);
+    archive.load_from(path, device_of(contents));  // the map location: tensors land on this run's device
     c10::IValue text;
     archive.read("meta", text);
     meta = nlohmann::json::parse(text.toStringRef());
@@ -271,7 +283,14 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
     // A copy, not a view: LibTorch 2.11's set_state crashes on a tensor with a storage offset.
-    generator.set_state(rng[control.rank()].clone());
+    generator.set_state(rng[control.rank()].cpu().clone());
+    // The device's own generator only from a run on the same kind of device (a CUDA state means nothing to the CPU).
+    at::Tensor device_rng;
+    if (contents.device != nullptr &&
+        meta.value("device", "cpu") == std::string(c10::DeviceTypeName(device_of(contents).type(), true)) &&
+        archive.try_read("device_rng", device_rng)) {
+      contents.device->set_rng_state(device_rng[control.rank()].cpu());
+    }
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "comm/control_plane.h"
+#include "runtime/device/compute_device.h"
 #include "runtime/model/named_tensor.h"
 #include "runtime/training/training_state.h"
 
@@ -31,6 +32,10 @@ struct CheckpointContents {
   std::vector<NamedTensor> buffers;
   torch::optim::Optimizer* optimizer = nullptr;
   std::string optimizer_kind;  // "sgd", "adam", ...: a checkpoint of another optimizer is refused by name
+  // Where the model lives: tensors are written from CPU copies and read back onto this device (a checkpoint of a GPU
+  // run resumes on CPU ranks and the other way round); its random state is saved beside the CPU generator's, and
+  // restored when the checkpoint was written on the same kind of device. Null: the CPU.
+  ComputeDevice* device = nullptr;
 };
 
 class CheckpointStore {

@@ -22,12 +22,13 @@ DataParallelStep::DataParallelStep(TrainableModel& model, Precision precision, c
 StepResult DataParallelStep::run(const std::vector<Batch>& batches, std::int64_t step, StepTimes& times) {
   StepResult result;
   const auto micro_batches = static_cast<double>(batches.size());
+  at::Tensor loss_sum;  // on the device: read once per step, not once per micro-batch
   for (std::size_t i = 0; i < batches.size(); ++i) {
     auto t = SteadyClock::now();
     const at::Tensor loss = prediction_loss(predict(batches[i].inputs), batches[i].targets);
     times.forward += seconds_since(t);
     Timeline::instance().add("forward", "compute", t, SteadyClock::now(), Lane::kCompute, static_cast<std::int64_t>(i));
-    result.loss_sum += loss.item<double>();
+    loss_sum = loss_sum.defined() ? loss_sum + loss.detach().to(at::kDouble) : loss.detach().to(at::kDouble);
 
     t = SteadyClock::now();
     const at::Tensor scaled = scaler_.scale_loss(loss / micro_batches);
@@ -41,6 +42,7 @@ StepResult DataParallelStep::run(const std::vector<Batch>& batches, std::int64_t
     Timeline::instance().add("backward", "compute", t, SteadyClock::now(), Lane::kCompute,
                              static_cast<std::int64_t>(i));
   }
+  result.loss_sum = loss_sum.item<double>();
   result.skipped = finish_and_apply(*reducer_, update_, step, result.loss_sum / micro_batches, times);
   return result;
 }

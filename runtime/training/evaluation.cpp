@@ -14,12 +14,12 @@ EvalResult evaluate(TrainingStep& step, TrainableModel& model, DataFeed& feed, c
   Timeline::Scope span("evaluate", "compute");
   model.set_training(false);
   at::NoGradGuard no_grad;
-  at::Tensor sums = at::zeros({4}, at::kDouble);  // see evaluation_sums()
+  at::Tensor sums = at::zeros({4}, at::kDouble);  // see evaluation_sums(); on the model's device after the first batch
   feed.start_epoch(0);
   while (auto batch = feed.next()) {
     // In a pipeline every stage reads the batch (to stay in step); only the last one has the model's output.
     const at::Tensor logits = step.predict(batch->inputs);
-    if (logits.defined()) sums += evaluation_sums(logits, batch->targets, batch->valid);
+    if (logits.defined()) sums = evaluation_sums(logits, batch->targets, batch->valid) + sums.to(logits.device());
   }
   const at::Tensor host_sums = sums.cpu();
   const auto* mine = host_sums.data_ptr<double>();

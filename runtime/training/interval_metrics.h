@@ -1,13 +1,15 @@
 #pragma once
 // The training record of each metrics interval (--log-every steps): the mean loss and the step-time breakdown over
 // all ranks (one small sum on the control plane per interval), throughput, learning rate, loss scale, gradient
-// buckets overlapped with backward and this rank's memory; reported by rank 0 (progress line and metrics file). A
-// rank whose memory passes --memory-warn-gb says so.
+// buckets overlapped with backward and this rank's memory (resident, and on a GPU the caching allocator's and the
+// device's); reported by rank 0 (progress line and metrics file). A rank whose memory (device memory on a GPU)
+// passes --memory-warn-gb says so.
 
 #include <cstdint>
 
 #include "comm/clock.h"
 #include "comm/control_plane.h"
+#include "runtime/device/compute_device.h"
 #include "runtime/observability/memory_monitor.h"
 #include "runtime/observability/progress_reporter.h"
 #include "runtime/training/training_step.h"
@@ -17,7 +19,7 @@ namespace dtrain::runtime {
 class IntervalMetrics {
  public:
   // `samples_per_step`: the global batch of one optimizer step.
-  IntervalMetrics(comm::ControlPlane& world, ProgressReporter& reporter, double memory_warn_gb,
+  IntervalMetrics(comm::ControlPlane& world, ProgressReporter& reporter, ComputeDevice& device, double memory_warn_gb,
                   std::int64_t samples_per_step);
 
   // Where the steps of this interval add their times.
@@ -32,6 +34,7 @@ class IntervalMetrics {
  private:
   comm::ControlPlane& world_;
   ProgressReporter& reporter_;
+  ComputeDevice& device_;
   MemoryMonitor memory_;
   double memory_warn_gb_;
   std::int64_t samples_per_step_;

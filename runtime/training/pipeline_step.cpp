@@ -12,7 +12,7 @@ PipelineStep::PipelineStep(TrainableModel& stage, Precision precision, ParallelG
     : stage_(stage),
       precision_(precision),
       engine_(*grid.pipeline, *grid.pipeline_control, make_schedule(schedule, grid.stages, grid.stage, micro_batches),
-              micro_batches),
+              micro_batches, stage.device()),
       reducer_(std::make_unique<Reducer>(stage.parameters(), stage.buffers(), *grid.data, reducer)),
       scaler_(scaler),
       update_(update) {}

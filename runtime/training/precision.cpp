@@ -17,7 +17,7 @@ const char* to_string(Precision precision) {
 }
 
 at::Tensor forward_in(Precision precision, TrainableModel& model, const at::Tensor& inputs) {
-  compat::AutocastScope autocast(precision != Precision::kFp32,
+  compat::AutocastScope autocast(precision != Precision::kFp32, inputs.device().type(),
                                  precision == Precision::kFp16 ? at::kHalf : at::kBFloat16);
   return model.forward(inputs);
 }

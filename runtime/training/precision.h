@@ -11,7 +11,7 @@ enum class Precision { kFp32, kBf16, kFp16 };
 // "none", "bf16", "fp16": the --amp names.
 const char* to_string(Precision precision);
 
-// The model's forward pass under autocast to `precision` (kFp32: no autocast).
+// The model's forward pass under autocast to `precision` (kFp32: no autocast) on the inputs' device (CPU or CUDA).
 at::Tensor forward_in(Precision precision, TrainableModel& model, const at::Tensor& inputs);
 
 }  // namespace dtrain::runtime

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "comm/clock.h"
+#include "runtime/data/device_feed.h"
 #include "runtime/model/torch_compat.h"
 #include "runtime/observability/memory_monitor.h"
 #include "runtime/observability/timeline.h"
@@ -32,7 +33,7 @@ void validate(const TrainerOptions& o) {
   if (o.max_steps < 0) bad("--max-steps must be >= 0");
   if (o.accumulation < 1) bad(fmt::format("--grad-accumulation must be >= 1 (got {})", o.accumulation));
   if (o.clip_grad_norm < 0) bad("--clip-grad-norm must be >= 0");
-  if (o.amp == Precision::kFp16 && !compat::cpu_fp16_autocast_supported()) {
+  if (o.amp == Precision::kFp16 && o.device.is_cpu() && !compat::cpu_fp16_autocast_supported()) {
     bad("--amp fp16 does not run on CPU with this LibTorch (fp16 CPU kernels arrived in LibTorch 2.x); use --amp bf16");
   }
   if (o.log_every < 1) bad("--log-every must be >= 1");
@@ -42,6 +43,21 @@ void validate(const TrainerOptions& o) {
 TrainerOptions validated(TrainerOptions o) {
   validate(o);
   return o;
+}
+
+// The rank's device, with the model moved onto it.
+std::unique_ptr<ComputeDevice> device_for(const TrainerOptions& o, TrainableModel& model) {
+  auto device = make_compute_device(o.device);
+  device->allow_tf32(o.allow_tf32);
+  model.to(o.device);
+  return device;
+}
+
+// `feed` as the trainer reads it: on a GPU through a DeviceFeed (kept in `holder`), which copies a batch ahead.
+DataFeed* on_device(DataFeed* feed, ComputeDevice& device, std::unique_ptr<DataFeed>& holder) {
+  if (feed == nullptr || device.device().is_cpu()) return feed;
+  holder = std::make_unique<DeviceFeed>(*feed, device);
+  return holder.get();
 }
 
 std::unique_ptr<ParallelGrid> grid_of_replicas(comm::Communicator& world, ParallelGrid* grid) {
@@ -107,6 +123,8 @@ struct Trainer::Parts {
   TrainerOptions o;
   EarlyStopping early_stopping;
   TrainableModel& model;
+  std::unique_ptr<ComputeDevice> device;
+  std::unique_ptr<DataFeed> train_on_device, eval_on_device;  // GPUs only
   DataFeed& train;
   DataFeed* eval;
   std::unique_ptr<ParallelGrid> own_grid;  // without a grid given: every rank is a replica
@@ -128,8 +146,9 @@ struct Trainer::Parts {
       : o(validated(std::move(options))),
         early_stopping({o.early_stopping_patience, o.early_stopping_metric, o.early_stopping_min_delta}),
         model(m),
-        train(t),
-        eval(e),
+        device(device_for(o, m)),
+        train(*on_device(&t, *device, train_on_device)),
+        eval(on_device(e, *device, eval_on_device)),
         own_grid(grid_of_replicas(c, g)),
         grid(g != nullptr ? *g : *own_grid),
         world(*grid.world_control),
@@ -162,7 +181,8 @@ struct Trainer::Parts {
     return out;
   }
   CheckpointContents contents() {
-    return {model.name(), model.parameters(), model.buffers(), optimizer.get(), to_string(o.optimizer.kind)};
+    return {model.name(),    model.parameters(),          model.buffers(),
+            optimizer.get(), to_string(o.optimizer.kind), device.get()};
   }
   void save_checkpoint() {
     state.sampler_state = train.state();
@@ -236,7 +256,8 @@ TrainResult Trainer::run() {
   TrainingState& s = p.state;
   const auto start = SteadyClock::now();
   TrainResult result;
-  IntervalMetrics metrics(p.world, p.reporter, p.o.memory_warn_gb, p.train.global_batch_size() * p.o.accumulation);
+  IntervalMetrics metrics(p.world, p.reporter, *p.device, p.o.memory_warn_gb,
+                          p.train.global_batch_size() * p.o.accumulation);
   bool stop = s.step >= p.total_steps;
   p.model.set_training(true);
 
@@ -294,6 +315,7 @@ TrainResult Trainer::run() {
   result.skipped_steps = p.skipped_steps;
   result.seconds = seconds_since(start);
   result.peak_memory_gb = p.world.max(current_memory().peak_gb);
+  result.peak_gpu_memory_gb = p.world.max(p.device->memory().peak_allocated_gb);
   result.last_checkpoint = p.last_checkpoint;
   result.peak_live_activations =
       static_cast<int>(p.world.max(static_cast<std::int64_t>(p.step->peak_live_activations())));

@@ -3,6 +3,8 @@
 // pipelined, Note [Training step]), the metrics of each interval, evaluation each epoch, early stopping, the
 // checkpoint policy, and the agreement to stop on a signal. The loop itself only feeds batches and asks each part.
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -30,6 +32,10 @@ struct TrainerOptions {
   ScheduleKind pipeline_schedule = ScheduleKind::k1F1B;  // when the grid has more than one stage
   double clip_grad_norm = 0;                             // global L2 norm across all ranks (0: off)
   Precision amp = Precision::kFp32;                      // autocast dtype; fp16 usually with loss scaling
+  // Where the model, its gradients, the optimizer state and the batches live (Note [Compute device]). The trainer
+  // moves the model there before the optimizer and the reducer take hold of its parameters.
+  c10::Device device{c10::kCPU};
+  bool allow_tf32 = false;       // fp32 matrix products and convolutions on TF32 tensor cores (GPUs)
   bool skip_non_finite = false;  // without loss scaling, a non-finite gradient is an error unless this is set
   OptimizerOptions optimizer;
   LrScheduleOptions lr;
@@ -59,6 +65,7 @@ struct TrainResult {
   bool stopped_early = false;
   double seconds = 0;
   double peak_memory_gb = 0;       // highest resident memory of any rank
+  double peak_gpu_memory_gb = 0;   // highest peak of any rank's CUDA caching allocator (0 on CPU)
   int peak_live_activations = 0;   // pipeline: the most micro-batches any stage held at once
   bool stopped_by_signal = false;  // stop_on_signal: a rank got SIGUSR1 or SIGTERM (the checkpoint is written)
   std::int64_t skipped_steps = 0;  // steps whose gradients were not finite (loss scaling, or skip_non_finite)

@@ -181,8 +181,15 @@ CASES = [
      "srun started 2 tasks, but each one is an MPI world of its own", {"env": srun_without_pmix, "launcher": False}),
 ]
 if not os.path.exists("/dev/nvidia0"):
+    # Without CUDA in LibTorch (Debian's) or without a GPU (the CUDA LibTorch of the CUDA lane): either reason is named.
+    CASES.append(("GPUs asked for on a machine without GPUs", ["--model", "mlp", "--device", "cuda", *common],
+                  "dtrain: error: --device cuda: ", {"one_line": True}))
     CASES.append(("NCCL on a machine without GPUs", ["--dry-run", "--backend", "nccl"],
-                  "runs 2 ranks but sees 0 CUDA devices", {}))
+                  "dtrain: error: --backend nccl needs a GPU: ", {"one_line": True}))
+CASES.append(("NCCL asked for on CPUs", ["--dry-run", "--device", "cpu", "--backend", "nccl"],
+              "--backend nccl moves GPU memory, but --device cpu trains on the CPU", {"one_line": True}))
+CASES.append(("an unknown device", ["--model", "mlp", "--device", "tpu", *common],
+              "--device: 'tpu' is not one of cpu, cuda, auto", {}))
 
 kept = {checkpoints: fingerprints(checkpoints)}
 for kind, args, expected, extra in CASES:
@@ -209,6 +216,8 @@ for kind, args, expected, extra in CASES:
             problems.append(f"{len(messages)} different error messages")
         elif expected not in errors[0]:
             problems.append(f"the error does not say: {expected}")
+        if extra.get("one_line") and len(errors) > 1:
+            problems.append(f"{len(errors)} error lines for the job, one expected")
         if "frame #" in result.stderr:
             problems.append("a C++ backtrace in the output")
         if keep:

@@ -1,10 +1,11 @@
-// runtime/model/torch_compat.h on whichever LibTorch this is built against (1.13 on bookworm, 2.6 in .ci/trixie.sh): each
-// call does what it promises, and both unscale paths agree exactly.
+// runtime/model/torch_compat.h on whichever LibTorch this is built against (1.13 on bookworm, 2.6 in .ci/trixie.sh):
+// each call does what it promises, and both unscale paths agree exactly.
 
 #include "runtime/model/torch_compat.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <limits>
 
@@ -14,28 +15,29 @@ namespace {
 TEST(TorchCompat, AutocastScopeRunsLinearInBf16AndRestoresTheState) {
   torch::nn::Linear linear(4, 3);
   const auto x = torch::randn({2, 4});
-  EXPECT_FALSE(cpu_autocast_enabled());
+  EXPECT_FALSE(autocast_enabled(torch::kCPU));
   {
-    AutocastScope outer(true, torch::kBFloat16);
-    EXPECT_TRUE(cpu_autocast_enabled());
-    EXPECT_EQ(cpu_autocast_dtype(), torch::kBFloat16);
+    AutocastScope outer(true, torch::kCPU, torch::kBFloat16);
+    EXPECT_TRUE(autocast_enabled(torch::kCPU));
+    EXPECT_EQ(autocast_dtype(torch::kCPU), torch::kBFloat16);
     EXPECT_EQ(linear->forward(x).scalar_type(), torch::kBFloat16);
     {
-      AutocastScope disabled(false, torch::kBFloat16);  // leaves the state alone
-      EXPECT_TRUE(cpu_autocast_enabled());
+      AutocastScope disabled(false, torch::kCPU, torch::kBFloat16);  // leaves the state alone
+      EXPECT_TRUE(autocast_enabled(torch::kCPU));
     }
     EXPECT_EQ(linear->weight.scalar_type(), torch::kFloat);  // weights stay fp32
+    EXPECT_FALSE(autocast_enabled(torch::kCUDA));            // the CPU scope leaves CUDA autocast alone
   }
-  EXPECT_FALSE(cpu_autocast_enabled());
+  EXPECT_FALSE(autocast_enabled(torch::kCPU));
   EXPECT_EQ(linear->forward(x).scalar_type(), torch::kFloat);
 }
 
 TEST(TorchCompat, Fp16AutocastRunsExactlyWhereItIsClaimed) {
   torch::nn::Linear linear(4, 3);
   if (!cpu_fp16_autocast_supported()) {
-    return;
+    GTEST_SKIP() << "LibTorch " << TORCH_VERSION << " has no fp16 CPU kernels (they arrived in 2.x)";
   }
-  AutocastScope scope(true, torch::kHalf);
+  AutocastScope scope(true, torch::kCPU, torch::kHalf);
   EXPECT_EQ(torch::relu(linear->forward(torch::randn({2, 4}))).scalar_type(), torch::kHalf);
 }
 

@@ -1,0 +1,28 @@
+#include "runtime/device/compute_device.h"
+
+namespace dtrain::runtime {
+
+namespace {
+
+class CpuDevice final : public ComputeDevice {
+ public:
+  c10::Device device() const override { return c10::kCPU; }
+  std::string describe() const override { return "cpu"; }
+  bool pins_host_batches() const override { return false; }
+  StagedBatch stage(const Batch& host) override { return {host, nullptr}; }
+  Batch receive(StagedBatch staged) override { return std::move(staged.batch); }
+  void synchronize() override {}
+  DeviceMemory memory() const override { return {}; }
+  at::Tensor rng_state() const override { return {}; }
+  void set_rng_state(const at::Tensor&) override {}
+  void allow_tf32(bool) override {}
+};
+
+}  // namespace
+
+std::unique_ptr<ComputeDevice> make_compute_device(const c10::Device& device) {
+  if (device.is_cpu()) return std::make_unique<CpuDevice>();
+  return make_cuda_device(device.index());
+}
+
+}  // namespace dtrain::runtime
