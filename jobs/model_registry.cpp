@@ -1,6 +1,7 @@
 #include "jobs/model_registry.h"
 
 #include "jobs/char_transformer.h"
+#include "jobs/resnet.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -66,6 +67,7 @@ const std::map<std::string, std::function<torch::nn::Sequential(const ModelInput
       {"mlp", mlp},
       {"cnn", cnn},
       {"char-transformer", char_transformer},
+      {"resnet18", [](const ModelInput& input) { return make_resnet18(input.sample_shape, input.classes); }},
   };
   return models;
 }

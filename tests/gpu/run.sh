@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU lane: on a machine with NVIDIA GPU(s) and a CUDA LibTorch, builds dtrain's GPU tests and runs every test
-# labelled gpu (ctest -L gpu) at each rank count the visible GPUs allow (NCCL needs a GPU per rank). Fails with one
+# labelled gpu (ctest -L gpu) at each rank count the visible GPUs allow (NCCL needs a GPU per rank), then measures
+# dtrain against PyTorch on the same GPU (bench/gpu_vs_pytorch.py). Fails with one
 # line when no GPU is visible: a GPU test never passes by skipping. Writes one markdown report with every figure.
 #
 #   tests/gpu/run.sh [--torch DIR] [--debs DIR] [--out DIR] [--build DIR]
@@ -102,7 +103,8 @@ grep -q "TORCH_CUDA_ARCH_LIST" <<< "$configure_line" ||
 step=$(date +%s)
 gpu_targets=$(sed -n 's/^build \(test_[A-Za-z0-9_]*_gpu\): phony.*/\1/p' "$build/build.ninja" | sort -u | tr '\n' ' ')
 # shellcheck disable=SC2086 # one argument per target
-cmake --build "$build" --target dtrain-bin $gpu_targets > "$build/gpu-build.log" 2>&1 || { cat "$build/gpu-build.log"; exit 1; }
+cmake --build "$build" --target dtrain-bin dtrain-shard $gpu_targets > "$build/gpu-build.log" 2>&1 ||
+  { cat "$build/gpu-build.log"; exit 1; }
 build_s=$(( $(date +%s) - step ))
 version=$("$build/runtime/dtrain" --version)
 echo "$version"
@@ -117,6 +119,13 @@ status=0
 ctest --output-on-failure --timeout 600 -L gpu ${exclude:+-E "^($exclude)$"} 2>&1 | tee "$build/gpu-ctest.log" ||
   status=$?
 test_s=$(( $(date +%s) - step ))
+
+# dtrain against PyTorch on the same GPU (bench/gpu_vs_pytorch.py), with the python3 whose torch this lane builds on.
+step=$(date +%s)
+bench_table=$(python3 "$root/bench/gpu_vs_pytorch.py" "$build/runtime/dtrain" "$build/io/dtrain-shard" \
+  "$build/gpu-bench" 2>&1) || { bench_table="bench/gpu_vs_pytorch.py failed:"$'\n'"$bench_table"; status=1; }
+echo "$bench_table"
+bench_s=$(( $(date +%s) - step ))
 
 {
   echo "# dtrain GPU lane"
@@ -140,6 +149,10 @@ test_s=$(( $(date +%s) - step ))
   for t in $too_many; do echo "| $t | not run: needs more GPUs than the $gpus visible | |"; done
   echo
   grep -E "tests passed|tests failed" gpu-ctest.log || true
+  echo
+  echo "## Throughput against PyTorch ($bench_s s)"
+  echo
+  echo "$bench_table"
   if [ "$status" -ne 0 ]; then
     echo
     echo '```'
