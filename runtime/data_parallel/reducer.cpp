@@ -338,36 +338,39 @@ Reducer::NoSync::~NoSync() {
   --reducer_.state_->no_sync_depth;
 }
 
-// Each computed over all buckets on the device, then read once (one host synchronisation on a GPU).
-bool Reducer::found_non_finite() const {
-  std::vector<at::Tensor> finite;
-  for (const State::Bucket& bucket : state_->buckets) finite.push_back(at::isfinite(bucket.flat).all().reshape({1}));
-  return !at::cat(finite).all().item<bool>();
-}
-
-double Reducer::gradient_norm() const {
-  std::vector<at::Tensor> sums_of_squares;
-  for (const State::Bucket& bucket : state_->buckets) {
-    const at::Tensor grads = bucket.flat.narrow(0, 0, bucket.flat.numel() - 1).to(at::kDouble);
-    sums_of_squares.push_back(grads.dot(grads).reshape({1}));
+Reducer::GradientChecks Reducer::check_gradients(std::optional<double> inv_scale, bool with_norm) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> gradients;
+  for (State::Bucket& bucket : state_->buckets) gradients.push_back(bucket.flat.narrow(0, 0, bucket.flat.numel() - 1));
+  // [non-finite flag, then one sum of squares per bucket], in double, on the gradients' device.
+  std::vector<at::Tensor> figures;
+  if (inv_scale) {
+    figures.push_back(compat::unscale_and_find_non_finite(gradients, *inv_scale).to(at::kDouble).reshape({1}));
+  } else {
+    std::vector<at::Tensor> finite;
+    for (const at::Tensor& g : gradients) finite.push_back(at::isfinite(g).all().reshape({1}));
+    figures.push_back(at::logical_not(at::cat(finite).all()).to(at::kDouble).reshape({1}));
   }
-  // Summed on the host in bucket order, as before the values were fetched together: the same rounding.
-  const at::Tensor host = at::cat(sums_of_squares).cpu();
+  if (with_norm) {
+    for (const at::Tensor& g : gradients) {
+      const at::Tensor wide = g.to(at::kDouble);
+      figures.push_back(wide.dot(wide).reshape({1}));
+    }
+  }
+  const at::Tensor host = at::cat(figures).cpu();
+  const double* values = host.data_ptr<double>();
+  GradientChecks checks;
+  checks.non_finite = values[0] != 0;
+  // Summed on the host in bucket order: the same rounding on every rank and in every run.
   double sum_of_squares = 0;
-  for (std::int64_t b = 0; b < host.numel(); ++b) sum_of_squares += host.data_ptr<double>()[b];
-  return std::sqrt(sum_of_squares);
+  for (std::int64_t b = 1; b < host.numel(); ++b) sum_of_squares += values[b];
+  checks.norm = std::sqrt(sum_of_squares);
+  return checks;
 }
 
 void Reducer::scale_gradients(double factor) {
   at::NoGradGuard no_grad;
   for (State::Bucket& bucket : state_->buckets) bucket.flat.narrow(0, 0, bucket.flat.numel() - 1).mul_(factor);
-}
-
-bool Reducer::unscale_and_check_finite(double inv_scale) {
-  at::NoGradGuard no_grad;
-  std::vector<at::Tensor> gradients;
-  for (State::Bucket& bucket : state_->buckets) gradients.push_back(bucket.flat.narrow(0, 0, bucket.flat.numel() - 1));
-  return compat::unscale_and_check_finite(gradients, inv_scale);
 }
 
 std::vector<std::vector<std::size_t>> Reducer::bucket_plan() const {

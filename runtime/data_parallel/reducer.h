@@ -78,15 +78,18 @@ class Reducer {
     Reducer& reducer_;
   };
 
-  // True if any reduced gradient of the last iteration is inf or NaN: the same answer on every rank.
-  bool found_non_finite() const;
-  // Global L2 norm of the reduced gradients (identical on every rank).
-  double gradient_norm() const;
+  // What the optimizer update decides from the reduced gradients of the last iteration; the same on every rank.
+  struct GradientChecks {
+    bool non_finite = false;  // some gradient is inf or NaN
+    double norm = 0;          // global L2 norm (computed only when asked for)
+  };
+  // With `inv_scale` (loss scaling), first multiplies every reduced gradient by it (one fused kernel per bucket on
+  // LibTorch 2.x, see runtime/model/torch_compat.h); non_finite then describes the gradients before. The norm is
+  // that of the gradients after. Computed on the gradients' device and read back together: one host
+  // synchronisation on a GPU.
+  GradientChecks check_gradients(std::optional<double> inv_scale, bool with_norm);
   // Multiplies every reduced gradient by `factor` (clipping), one operation per bucket.
   void scale_gradients(double factor);
-  // Loss-scale unscaling: multiplies every reduced gradient by `inv_scale` and returns found_non_finite() of the
-  // gradients before (one fused kernel per bucket on LibTorch 2.x, see runtime/model/torch_compat.h).
-  bool unscale_and_check_finite(double inv_scale);
 
   // The bucket plan: parameter indices per bucket, in launch order.
   std::vector<std::vector<std::size_t>> bucket_plan() const;

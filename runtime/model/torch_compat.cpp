@@ -65,19 +65,20 @@ AutocastScope::~AutocastScope() {
   set_autocast(device_, previous_enabled_, previous_dtype_);
 }
 
-bool unscale_and_check_finite(const std::vector<at::Tensor>& tensors, double inv_scale, bool portable) {
-  if (tensors.empty()) return false;
+at::Tensor unscale_and_find_non_finite(const std::vector<at::Tensor>& tensors, double inv_scale, bool portable) {
 #if DTRAIN_TORCH_2
   if (!portable) {
-    at::Tensor found_inf = at::zeros({}, tensors.front().options().dtype(at::kFloat));
-    const at::Tensor scale = at::full({}, inv_scale, tensors.front().options().dtype(at::kFloat));
+    const auto options = tensors.front().options().dtype(at::kFloat);
+    at::Tensor found_inf = at::zeros({}, options);
+    const at::Tensor scale = at::full({}, inv_scale, options);
     at::_amp_foreach_non_finite_check_and_unscale_(tensors, found_inf, scale);
-    return found_inf.item<float>() != 0.0f;
+    return found_inf;
   }
 #endif
   (void)portable;
-  bool found = false;
-  for (const at::Tensor& t : tensors) found = found || !at::isfinite(t).all().item<bool>();
+  std::vector<at::Tensor> finite;
+  for (const at::Tensor& t : tensors) finite.push_back(at::isfinite(t).all().reshape({1}));
+  const at::Tensor found = at::logical_not(at::cat(finite).all()).to(at::kFloat);
   for (const at::Tensor& t : tensors) const_cast<at::Tensor&>(t).mul_(inv_scale);
   return found;
 }

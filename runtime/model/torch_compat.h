@@ -31,10 +31,11 @@ class AutocastScope {
 bool autocast_enabled(c10::DeviceType device);
 c10::ScalarType autocast_dtype(c10::DeviceType device);
 
-// tensors[i] *= inv_scale in place; returns whether any element (before scaling) was inf or NaN. LibTorch 2.x does it
-// in one fused kernel per dtype; 1.13 (whose fused kernel is CUDA-only) checks and multiplies separately.
-// `portable` forces the 1.13 path (for tests).
-bool unscale_and_check_finite(const std::vector<at::Tensor>& tensors, double inv_scale, bool portable = false);
+// tensors[i] *= inv_scale in place; returns a float scalar tensor on the tensors' device, 1 where any element (before
+// scaling) was inf or NaN, else 0 — not read back, so the caller decides when the host waits for it. LibTorch 2.x
+// does it in one fused kernel per dtype; 1.13 (whose fused kernel is CUDA-only) checks and multiplies separately.
+// `portable` forces the 1.13 path (for tests). `tensors` must not be empty.
+at::Tensor unscale_and_find_non_finite(const std::vector<at::Tensor>& tensors, double inv_scale, bool portable = false);
 
 // The optimizer's per-parameter state (Adam's exp_avg, say), or nullptr before the first step. 1.13 keys it by the
 // TensorImpl address as a string, 2.x by the address itself.

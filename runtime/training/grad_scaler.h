@@ -2,8 +2,7 @@
 // Dynamic loss scaling for fp16/bf16 training (the GradScaler rule): multiply the loss by `scale` before backward;
 // after the gradients are reduced, skip the step and halve the scale if any gradient is inf/NaN, otherwise unscale and
 // step, and double the scale after `growth_interval` clean steps in a row.
-// Note [Loss scale agreement]: the found-inf decision comes from the reduced gradients (Reducer::found_non_finite or
-// Reducer::unscale_and_check_finite),
+// Note [Loss scale agreement]: the found-inf decision comes from the reduced gradients (Reducer::check_gradients),
 // which are bit-identical on every rank, so every rank skips the same steps and the scales never drift apart.
 
 #include <ATen/core/Tensor.h>

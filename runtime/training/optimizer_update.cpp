@@ -18,9 +18,10 @@ OptimizerUpdate::OptimizerUpdate(UpdateOptions options, torch::optim::Optimizer&
     : options_(options), optimizer_(optimizer), lr_(lr), scaler_(scaler), world_(world), pipeline_(pipeline) {}
 
 bool OptimizerUpdate::apply(Reducer& gradients, std::int64_t step, double local_loss) {
-  bool found_inf =
-      scaler_.enabled() ? gradients.unscale_and_check_finite(1.0 / scaler_.scale()) : gradients.found_non_finite();
-  double norm = options_.clip_grad_norm > 0 ? gradients.gradient_norm() : 0;
+  const Reducer::GradientChecks checks = gradients.check_gradients(
+      scaler_.enabled() ? std::optional<double>(1.0 / scaler_.scale()) : std::nullopt, options_.clip_grad_norm > 0);
+  bool found_inf = checks.non_finite;
+  double norm = checks.norm;
   if (pipeline_ != nullptr) {
     const std::vector<double> figures = pipeline_->sum({found_inf ? 1.0 : 0.0, norm * norm});
     found_inf = figures[0] > 0;

@@ -120,7 +120,7 @@ CASES = [
     ("an unknown lr schedule", ["--model", "mlp", "--lr-schedule", "linear", *common],
      "--lr-schedule: 'linear' is not one of constant, step, cosine", {}),
     ("an unknown model", ["--model", "transformer", *common],
-     "unknown model 'transformer' (known: char-transformer, cnn, mlp)", {}),
+     "unknown model 'transformer' (known: char-transformer, cnn, mlp, resnet18)", {}),
     ("two models at once", ["--model", "mlp", "--torchscript", script, *common],
      "give either --model or --torchscript, not both", {}),
     ("the same setting twice", ["--micro-batches", "2", "--grad-accumulation", "3", *common],

@@ -278,10 +278,10 @@ TEST_F(ReducerTest, AnInfOnOneRankIsSeenOnEveryRank) {
   auto x = data.x.clone();
   if (rank_ == size_ - 1) x[0][0] = std::numeric_limits<float>::infinity();
   ddp.backward(model->forward(x).sum());
-  EXPECT_TRUE(ddp.reducer().found_non_finite());
+  EXPECT_TRUE(ddp.reducer().check_gradients(std::nullopt, false).non_finite);
   model->zero_grad();
   ddp.backward(model->forward(data.x).sum());
-  EXPECT_FALSE(ddp.reducer().found_non_finite());
+  EXPECT_FALSE(ddp.reducer().check_gradients(std::nullopt, false).non_finite);
 }
 
 TEST_F(ReducerTest, CompressedBucketsGiveTheSameGradientsOnEveryRank) {
@@ -296,7 +296,7 @@ TEST_F(ReducerTest, CompressedBucketsGiveTheSameGradientsOnEveryRank) {
   comm_->broadcast(from_rank0, 0)->wait();
   EXPECT_TRUE(torch::equal(grad, from_rank0));
   EXPECT_EQ(grad.scalar_type(), torch::kFloat);
-  const double norm = ddp.reducer().gradient_norm();
+  const double norm = ddp.reducer().check_gradients(std::nullopt, true).norm;
   auto norms = torch::tensor({norm, -norm}, torch::kDouble);
   comm_->allreduce(norms, comm::ReduceOp::kMin)->wait();
   EXPECT_EQ(norms[0].item<double>(), -norms[1].item<double>());

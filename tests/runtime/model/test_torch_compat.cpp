@@ -44,14 +44,14 @@ TEST(TorchCompat, Fp16AutocastRunsExactlyWhereItIsClaimed) {
 TEST(TorchCompat, BothUnscalePathsGiveTheSameExactResult) {
   for (bool portable : {false, true}) {
     std::vector<torch::Tensor> grads = {torch::tensor({8.0f, -2.0f}), torch::tensor({0.5f})};
-    EXPECT_FALSE(unscale_and_check_finite(grads, 0.25, portable)) << portable;
+    EXPECT_EQ(unscale_and_find_non_finite(grads, 0.25, portable).item<float>(), 0.0f) << portable;
     EXPECT_TRUE(torch::equal(grads[0], torch::tensor({2.0f, -0.5f}))) << portable;
     EXPECT_TRUE(torch::equal(grads[1], torch::tensor({0.125f}))) << portable;
     std::vector<torch::Tensor> bad = {torch::tensor({1.0f}),
                                       torch::tensor({std::numeric_limits<float>::quiet_NaN(), 1.0f})};
-    EXPECT_TRUE(unscale_and_check_finite(bad, 0.5, portable)) << portable;
+    EXPECT_EQ(unscale_and_find_non_finite(bad, 0.5, portable).item<float>(), 1.0f) << portable;
     std::vector<torch::Tensor> inf = {torch::tensor({std::numeric_limits<float>::infinity()})};
-    EXPECT_TRUE(unscale_and_check_finite(inf, 0.5, portable)) << portable;
+    EXPECT_EQ(unscale_and_find_non_finite(inf, 0.5, portable).item<float>(), 1.0f) << portable;
   }
 }
 

@@ -195,6 +195,72 @@ TEST_F(TrainerTest, WithSkipNonFiniteTheStepsWithANaNSampleAreSkippedAndTheWeigh
   for (const auto& p : model.parameters()) EXPECT_TRUE(torch::isfinite(p.tensor).all().item<bool>()) << p.name;
 }
 
+// The master test of the data-parallel trainer: N ranks with gradient accumulation and global-norm clipping end
+// with the weights of a plain LibTorch loop written here — one process, the same initial weights, each micro-batch
+// the union of the ranks' micro-batches, the loss divided by the accumulation, torch::nn::utils::clip_grad_norm_,
+// then the optimizer's step — for SGD with momentum, Adam, and AdamW with decoupled weight decay.
+TEST_F(TrainerTest, EqualsAPlainLibTorchLoopWithAccumulationAndClipping) {
+  constexpr int kAccumulation = 2;
+  constexpr int kSteps = 6;
+  constexpr int64_t kBatch = 8;  // per rank
+  constexpr double kClip = 0.5;
+  Blobs data(600, 4);
+  auto make_mlp = [] {
+    torch::manual_seed(9);
+    return torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::ReLU(), torch::nn::Linear(16, 3));
+  };
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
+    TensorDataFeed train(data.x, data.y, 3, sampling(kBatch));
+    SequentialModel model("blobs", make_mlp());
+    TrainerOptions o = quiet();
+    o.optimizer.kind = kind;
+    o.optimizer.lr = kind == OptimizerKind::kSgd ? 0.1 : 0.01;
+    o.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+    o.optimizer.weight_decay = kind == OptimizerKind::kAdamW ? 0.1 : 0.0;
+    o.accumulation = kAccumulation;
+    o.clip_grad_norm = kClip;
+    o.max_steps = kSteps;
+    Trainer(o, model, train, nullptr, *comm_).run();
+
+    torch::nn::Sequential reference = make_mlp();
+    std::unique_ptr<torch::optim::Optimizer> optimizer;
+    if (kind == OptimizerKind::kSgd) {
+      optimizer =
+          std::make_unique<torch::optim::SGD>(reference->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    } else if (kind == OptimizerKind::kAdam) {
+      optimizer = std::make_unique<torch::optim::Adam>(reference->parameters(), torch::optim::AdamOptions(0.01));
+    } else {
+      optimizer = std::make_unique<torch::optim::AdamW>(reference->parameters(),
+                                                        torch::optim::AdamWOptions(0.01).weight_decay(0.1));
+    }
+    sampler::SamplerOptions whole = sampling(kBatch * comm_->size());
+    whole.world_size = 1;
+    whole.rank = 0;
+    TensorDataFeed single(data.x, data.y, 3, whole);
+    single.start_epoch(0);
+    int clipped = 0;
+    for (int step = 0; step < kSteps; ++step) {
+      for (int m = 0; m < kAccumulation; ++m) {
+        const Batch batch = *single.next();
+        (torch::nn::functional::cross_entropy(reference->forward(batch.inputs), batch.targets) / kAccumulation)
+            .backward();
+      }
+      const double norm = torch::nn::utils::clip_grad_norm_(reference->parameters(), kClip);
+      clipped += norm > kClip ? 1 : 0;
+      optimizer->step();
+      optimizer->zero_grad();
+    }
+    EXPECT_GE(clipped, kSteps / 2) << "the test must exercise clipping";
+    const auto mine = model.module()->parameters();
+    const auto theirs = reference->parameters();
+    ASSERT_EQ(mine.size(), theirs.size());
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      EXPECT_LE((mine[i] - theirs[i]).abs().max().item<double>(), 1e-5)
+          << to_string(kind) << " parameter " << i << " on rank " << comm_->rank();
+    }
+  }
+}
+
 TEST_F(TrainerTest, BadOptionsNameTheOption) {
   Blobs data(64, 1);
   TensorDataFeed train(data.x, data.y, 3, sampling(8));
