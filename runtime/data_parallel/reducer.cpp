@@ -300,12 +300,17 @@ void Reducer::finish_backward() {
   for (std::size_t b = 0; b < s.buckets.size(); ++b) {
     State::Bucket& bucket = s.buckets[b];
     bucket.work->wait();
-    Timeline::instance().add("allreduce bucket", "communication", bucket.launched_at, bucket.work->finished_at(),
-                             Lane::kCommunication, static_cast<std::int64_t>(b));
     if (!bucket.wire.is_same(bucket.flat)) bucket.flat.copy_(bucket.wire);
     unused_counts.push_back(bucket.flat.narrow(0, bucket.flat.numel() - 1, 1));
   }
   const double unused_anywhere = at::cat(unused_counts).sum().item<double>();
+  // Every allreduce has finished now (the read waited for them); a GPU's work reports when the host first saw it.
+  for (std::size_t b = 0; b < s.buckets.size(); ++b) {
+    State::Bucket& bucket = s.buckets[b];
+    if (bucket.work->status() != comm::WorkStatus::kSucceeded) continue;
+    Timeline::instance().add("allreduce bucket", "communication", bucket.launched_at, bucket.work->finished_at(),
+                             Lane::kCommunication, static_cast<std::int64_t>(b));
+  }
   if (unused_anywhere > 0 && !s.options.find_unused_parameters) {
     const std::string here = s.unused_here.empty() ? "none on this rank"
                                                    : fmt::format("{} on this rank: {}", s.unused_here.size(),

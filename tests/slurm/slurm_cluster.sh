@@ -62,11 +62,16 @@ slurm_stop() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
-  # slurmstepd and job processes outlive a stopped slurmd: end them too.
-  pkill -9 -f slurmstepd 2>/dev/null || true
+  # slurmstepd and job processes outlive a stopped slurmd: end ours too, and only ours (on a real Slurm node the
+  # site's daemons run beside them). Our slurmstepds inherited SLURM_CONF from our slurmd; our jobs name the scratch.
+  for pid in $(pgrep -x slurmstepd 2>/dev/null); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$SLURM_SCRATCH/slurm.conf"; then
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
   pkill -9 -f "$SLURM_SCRATCH" 2>/dev/null || true
   if [ -n "${SLURM_STARTED_MUNGE:-}" ]; then
-    pkill -f /usr/sbin/munged 2>/dev/null || true
+    pid=$(cat /run/munge/munged.pid 2>/dev/null) && kill "$pid" 2>/dev/null || true
   fi
   SLURM_SCRATCH=
 }

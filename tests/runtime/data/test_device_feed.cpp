@@ -49,27 +49,29 @@ TensorDataFeed counting_feed() {
   return TensorDataFeed(at::arange(10, at::kFloat).reshape({10, 1}), at::zeros({10}, at::kLong), 2, options);
 }
 
-TEST(DeviceFeed, CopiesOneBatchAheadAndHandsOutEachOnce) {
+// A fresh feed over counting_feed() through a recording device, at the start of epoch 0.
+struct FeedOnDevice {
   TensorDataFeed host = counting_feed();
   RecordingDevice device;
-  DeviceFeed feed(host, device);
-  feed.start_epoch(0);
+  DeviceFeed feed{host, device};
+  FeedOnDevice() { feed.start_epoch(0); }
+};
+
+TEST(DeviceFeed, CopiesOneBatchAheadAndHandsOutEachOnce) {
+  FeedOnDevice f;
   std::vector<float> firsts;
-  while (auto batch = feed.next()) firsts.push_back(batch->inputs[0][0].item<float>());
+  while (auto batch = f.feed.next()) firsts.push_back(batch->inputs[0][0].item<float>());
   EXPECT_EQ(firsts, (std::vector<float>{1000, 1003, 1006, 1009}));
   // Batch k+1's copy is started before batch k is received, and never two ahead.
-  EXPECT_EQ(device.log, (std::vector<std::string>{"stage 0", "stage 3", "receive 0", "stage 6", "receive 3", "stage 9",
-                                                  "receive 6", "receive 9"}));
+  EXPECT_EQ(f.device.log, (std::vector<std::string>{"stage 0", "stage 3", "receive 0", "stage 6", "receive 3",
+                                                    "stage 9", "receive 6", "receive 9"}));
 }
 
 TEST(DeviceFeed, StateCountsTheBatchesHandedOutNotTheOneBeingCopied) {
-  TensorDataFeed host = counting_feed();
-  RecordingDevice device;
-  DeviceFeed feed(host, device);
-  feed.start_epoch(0);
-  ASSERT_TRUE(feed.next());
-  EXPECT_EQ(feed.batches_left(), 3);
-  const std::string after_one = feed.state();
+  FeedOnDevice f;
+  ASSERT_TRUE(f.feed.next());
+  EXPECT_EQ(f.feed.batches_left(), 3);
+  const std::string after_one = f.feed.state();
 
   TensorDataFeed reference = counting_feed();
   reference.start_epoch(0);
@@ -77,23 +79,18 @@ TEST(DeviceFeed, StateCountsTheBatchesHandedOutNotTheOneBeingCopied) {
   EXPECT_EQ(after_one, reference.state());
 
   // Resuming from that state continues with the second batch, on a fresh feed as after a restart.
-  TensorDataFeed resumed_host = counting_feed();
-  RecordingDevice resumed_device;
-  DeviceFeed resumed(resumed_host, resumed_device);
-  resumed.restore(after_one);
-  EXPECT_EQ(resumed.batches_left(), 3);
-  EXPECT_EQ(resumed.next()->inputs[0][0].item<float>(), 1003);
+  FeedOnDevice resumed;
+  resumed.feed.restore(after_one);
+  EXPECT_EQ(resumed.feed.batches_left(), 3);
+  EXPECT_EQ(resumed.feed.next()->inputs[0][0].item<float>(), 1003);
 }
 
 TEST(DeviceFeed, ANewEpochDropsTheBatchCopiedAhead) {
-  TensorDataFeed host = counting_feed();
-  RecordingDevice device;
-  DeviceFeed feed(host, device);
-  feed.start_epoch(0);
-  ASSERT_TRUE(feed.next());
-  feed.start_epoch(1);
-  EXPECT_EQ(feed.batches_left(), 4);
-  EXPECT_EQ(feed.next()->inputs[0][0].item<float>(), 1000);
+  FeedOnDevice f;
+  ASSERT_TRUE(f.feed.next());
+  f.feed.start_epoch(1);
+  EXPECT_EQ(f.feed.batches_left(), 4);
+  EXPECT_EQ(f.feed.next()->inputs[0][0].item<float>(), 1000);
 }
 
 }  // namespace

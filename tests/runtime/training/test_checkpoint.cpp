@@ -89,6 +89,16 @@ TEST_F(CheckpointTest, RoundTripRestoresModelOptimizerProgressAndEachRanksRng) {
   train_a_step(restored, restored_optimizer);
   const auto got = restored->parameters();
   for (std::size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::equal(got[i], expected[i])) << i;
+  // The batch norm's running statistics (buffers, which training-mode forwards do not read) are restored too: they
+  // match, and so do eval-mode outputs, which use them.
+  const auto buffers = model->buffers();
+  const auto restored_buffers = restored->buffers();
+  ASSERT_EQ(buffers.size(), 3u);  // running mean, running variance, batches tracked
+  for (std::size_t i = 0; i < buffers.size(); ++i) EXPECT_TRUE(torch::equal(restored_buffers[i], buffers[i])) << i;
+  model->eval();
+  restored->eval();
+  const auto probe = torch::randn({4, 4});
+  EXPECT_TRUE(torch::equal(restored->forward(probe), model->forward(probe)));
 }
 
 TEST_F(CheckpointTest, KeepsOnlyTheNewestAndFindsTheLatest) {
