@@ -106,17 +106,21 @@ TEST_F(TimelineTest, DataParallelStepsAndBucketAllreducesOfEveryRankOnOneClock) 
                             found.at({1, "optimizer"})[k]["ts"].get<double>()));
   }
   std::sort(gaps.begin(), gaps.end());
-  EXPECT_LT(gaps[gaps.size() / 2], 5000.0) << "median gap between the ranks' optimizer steps, microseconds";
+  // 20 ms: a loaded 2-core machine deschedules a rank for several milliseconds at a time (7 ms seen in CI); a clock
+  // merge gone wrong is off by the clocks' difference, seconds to hours.
+  EXPECT_LT(gaps[gaps.size() / 2], 20000.0) << "median gap between the ranks' optimizer steps, microseconds";
 }
 
 // The ranks of one machine share a clock, so the merge test above cannot see misaligned clocks: skew rank 1's.
-TEST_F(TimelineTest, ClockOffsetsAreMeasuredWithinAMillisecond) {
+// The offset is exact to half the quickest of 32 round trips: well under 0.1 ms on an idle node, a few ms on a loaded
+// one (2.5 ms seen in CI); 20 ms still tells a found skew from a missed one by five orders of magnitude.
+TEST_F(TimelineTest, ClockOffsetsOfSkewedClocksAreFoundToWithinMilliseconds) {
   const double skew = world_->rank() == 0 ? 0 : 3.5e9 * world_->rank();  // microseconds: hours apart
   auto control = comm::ControlPlane::create(MPI_COMM_WORLD);
   const double offset = clock_offset_to_rank0(*control, [skew] {
     return std::chrono::duration<double, std::micro>(Timeline::Clock::now().time_since_epoch()).count() + skew;
   });
-  EXPECT_NEAR(offset, -skew, 1000.0);
+  EXPECT_NEAR(offset, -skew, 20000.0);
 }
 
 TEST_F(TimelineTest, PipelineTransfersHaveTheirOwnLane) {
