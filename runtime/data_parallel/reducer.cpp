@@ -33,8 +33,8 @@ struct Reducer::State {
   struct Bucket {
     std::vector<std::size_t> params;
     at::Tensor flat;  // the gradients, then one slot: how many of them got no gradient (summed over ranks)
-    at::Tensor
-        wire;  // what travels: `flat`, or its compressed copy, in pinned host memory if staged (Note [Host staging])
+    // What travels: `flat`, or its compressed copy; in pinned host memory when staged (Note [Host staging]).
+    at::Tensor wire;
     std::size_t pending = 0;
     std::size_t unused_here = 0;
     comm::WorkPtr work;
