@@ -1,8 +1,7 @@
 // dtrain's side of the PyTorch DDP comparison (bench/pytorch_ddp_peer.py runs both): trains an MLP
 // (784-1024-1024-10) with dtrain's DistributedDataParallel for --steps SGD steps from the initial weights and data in
-// --input (written by the peer script with torch.save), writes the final weights to --output and prints the mean
-// step time. Also measures the overlap: the same steps with gradients reduced only after backward (one bucket), and
-// with no communication at all.
+// --input (written by the peer script with torch.save) and prints the mean step time. Also measures the overlap: the
+// same steps with gradients reduced only after backward (one bucket), and with no communication at all.
 
 #include <mpi.h>
 #include <torch/torch.h>
@@ -35,14 +34,9 @@ c10::IValue load(const std::string& path) {
   return torch::pickle_load(bytes);
 }
 
-struct Run {
-  double step_ms = 0;
-  std::vector<torch::Tensor> weights;
-};
-
 // kind: "overlapped" (default buckets), "after-backward" (one bucket, launched when backward ends), "local" (none).
-Run train(const std::string& kind, const c10::List<at::Tensor>& initial, const torch::Tensor& x, const torch::Tensor& y,
-          int steps, int warmup, int64_t batch, comm::Communicator& comm) {
+double step_ms(const std::string& kind, const c10::List<at::Tensor>& initial, const torch::Tensor& x,
+               const torch::Tensor& y, int steps, int warmup, int64_t batch, comm::Communicator& comm) {
   auto model = mlp();
   {
     torch::NoGradGuard no_grad;
@@ -70,24 +64,20 @@ Run train(const std::string& kind, const c10::List<at::Tensor>& initial, const t
     optimizer.step();
     if (s >= warmup) seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
-  Run run;
-  run.step_ms = 1e3 * seconds / steps;
-  for (const auto& p : model->parameters()) run.weights.push_back(p.detach().clone());
-  return run;
+  return 1e3 * seconds / steps;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   comm::MpiEnvironment mpi(&argc, &argv);
-  std::string input, output;
+  std::string input;
   int steps = 20, warmup = 3;
   int64_t batch = 64;
   po::options_description options("ddp_step_bench (run by bench/pytorch_ddp_peer.py under mpirun)");
   options.add_options()("input", po::value(&input)->required(), "initial weights and data (torch.save'd list)")(
-      "output", po::value(&output)->required(), "where to write the final weights")(
       "steps", po::value(&steps)->default_value(steps), "timed SGD steps")(
-      "warmup", po::value(&warmup)->default_value(warmup), "untimed steps before them (0 for the weight comparison)")(
+      "warmup", po::value(&warmup)->default_value(warmup), "untimed steps before them")(
       "batch", po::value(&batch)->default_value(batch), "samples per rank per step");
   try {
     po::variables_map vm;
@@ -105,18 +95,11 @@ int main(int argc, char** argv) {
   c10::List<at::Tensor> initial;
   for (std::size_t i = 2; i < items.size(); ++i) initial.push_back(items.get(i).toTensor());
 
-  // The weight comparison needs the peer's exact step sequence: no warm-up steps for the compared run.
-  const Run compared = train("overlapped", initial, x, y, steps, 0, batch, *comm);
-  const Run overlapped = train("overlapped", initial, x, y, steps, warmup, batch, *comm);
-  const Run after = train("after-backward", initial, x, y, steps, warmup, batch, *comm);
-  const Run local = train("local", initial, x, y, steps, warmup, batch, *comm);
+  const double overlapped = step_ms("overlapped", initial, x, y, steps, warmup, batch, *comm);
+  const double after = step_ms("after-backward", initial, x, y, steps, warmup, batch, *comm);
+  const double local = step_ms("local", initial, x, y, steps, warmup, batch, *comm);
   if (comm->rank() == 0) {
-    c10::List<at::Tensor> weights;
-    for (const auto& w : compared.weights) weights.push_back(w);
-    const std::vector<char> bytes = torch::pickle_save(c10::IValue(weights));
-    std::ofstream(output, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    std::printf("dtrain_step_ms %.3f\nafter_backward_step_ms %.3f\nlocal_step_ms %.3f\n", overlapped.step_ms,
-                after.step_ms, local.step_ms);
+    std::printf("dtrain_step_ms %.3f\nafter_backward_step_ms %.3f\nlocal_step_ms %.3f\n", overlapped, after, local);
   }
   return 0;
 }

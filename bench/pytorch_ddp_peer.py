@@ -3,8 +3,8 @@
 initial weights, data and data order, 2 ranks each, one thread per rank, in the same run.
 
 Prints a table of step times (dtrain overlapped, dtrain with the allreduce after backward, one rank with no
-communication, PyTorch DDP) and checks that dtrain's weights after --steps SGD steps equal PyTorch's within 1e-5.
-Exit status 1 if they do not. usage: pytorch_ddp_peer.py --bench build/bench/ddp_step_bench [--steps 20]
+communication, PyTorch DDP). That the two train to the same weights is a test (tests/runtime/data_parallel/
+pytorch_ddp_parity.py). usage: pytorch_ddp_peer.py --bench build/bench/ddp_step_bench [--steps 20]
 """
 import argparse
 import os
@@ -39,29 +39,25 @@ def train(rank, world, port, initial, x, y, steps, warmup, batch, results):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     import time
 
-    for name, warm, timed in (("compared", 0, steps), ("timed", warmup, steps)):
-        model = mlp()
-        with torch.no_grad():
-            for p, w in zip(model.parameters(), initial):
-                p.copy_(w)
-        ddp = nn.parallel.DistributedDataParallel(model)
-        optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
-        global_batch = batch * world
-        seconds = 0.0
-        for s in range(warm + timed):
-            dist.barrier()
-            start = time.perf_counter()
-            row = (s % (x.shape[0] // global_batch)) * global_batch + rank * batch
-            optimizer.zero_grad()
-            F.cross_entropy(ddp(x[row:row + batch]), y[row:row + batch]).backward()
-            optimizer.step()
-            if s >= warm:
-                seconds += time.perf_counter() - start
-        if rank == 0:
-            if name == "compared":
-                results["weights"] = [p.detach().clone() for p in model.parameters()]
-            else:
-                results["step_ms"] = 1e3 * seconds / timed
+    model = mlp()
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), initial):
+            p.copy_(w)
+    ddp = nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+    global_batch = batch * world
+    seconds = 0.0
+    for s in range(warmup + steps):
+        dist.barrier()
+        start = time.perf_counter()
+        row = (s % (x.shape[0] // global_batch)) * global_batch + rank * batch
+        optimizer.zero_grad()
+        F.cross_entropy(ddp(x[row:row + batch]), y[row:row + batch]).backward()
+        optimizer.step()
+        if s >= warmup:
+            seconds += time.perf_counter() - start
+    if rank == 0:
+        results["step_ms"] = 1e3 * seconds / steps
     dist.destroy_process_group()
 
 
@@ -83,10 +79,9 @@ def main():
         inputs = os.path.join(scratch, "inputs.pt")
         torch.save([x, y] + initial, inputs)
 
-        outputs = os.path.join(scratch, "dtrain-final.pt")
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         run = subprocess.run(["mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl",
-                              "self,vader,tcp", "-np", "2", args.bench, "--input", inputs, "--output", outputs,
+                              "self,vader,tcp", "-np", "2", args.bench, "--input", inputs,
                               "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch)],
                              env=env, capture_output=True, text=True)
         if run.returncode != 0:
@@ -97,10 +92,8 @@ def main():
             results = manager.dict()
             mp.spawn(train, args=(2, free_port(), initial, x, y, args.steps, args.warmup, args.batch, results),
                      nprocs=2)
-            torch_weights, torch_ms = results["weights"], results["step_ms"]
+            torch_ms = results["step_ms"]
 
-        dtrain_weights = torch.load(outputs, weights_only=False)  # written by ddp_step_bench: a TorchScript tensor list
-        difference = max((a - b).abs().max().item() for a, b in zip(dtrain_weights, torch_weights))
         rows = [("dtrain DDP, overlapped (2 ranks)", dtrain["dtrain_step_ms"]),
                 ("dtrain, allreduce after backward (2 ranks)", dtrain["after_backward_step_ms"]),
                 ("dtrain ranks without communication", dtrain["local_step_ms"]),
@@ -109,7 +102,6 @@ def main():
         print(f"{'':44} {'step ms':>9} {'vs PyTorch':>11} {'vs no comm':>11}")
         for name, ms in rows:
             print(f"{name:44} {ms:9.2f} {ms / torch_ms:11.3f} {ms / dtrain['local_step_ms']:11.3f}")
-        print(f"weights after {args.steps} steps: max |dtrain - PyTorch| = {difference:.3g} (must be <= 1e-5)")
         if args.summary:  # bench/run-all.sh's table: ratio = PyTorch time / dtrain time (above 1: dtrain faster)
             with open(args.summary, "a") as f:
                 f.write(f"| pytorch_ddp_peer | DDP step, MLP 784-1024-1024-10, 2 ranks | "
@@ -118,7 +110,6 @@ def main():
                 f.write(f"| pytorch_ddp_peer | DDP step against ranks without communication | "
                         f"{dtrain['dtrain_step_ms']:.2f} ms | no communication | {dtrain['local_step_ms']:.2f} ms | "
                         f"{dtrain['local_step_ms'] / dtrain['dtrain_step_ms']:.3f} |\n")
-        sys.exit(0 if difference <= 1e-5 else 1)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -1,7 +1,10 @@
 #include "comm/control_plane.h"
 
+#include <fmt/format.h>
+
 #include <type_traits>
 
+#include "comm/error.h"
 #include "comm/mpi_communicator.h"
 
 namespace dtrain::comm {
@@ -48,6 +51,20 @@ std::unique_ptr<ControlPlane> ControlPlane::split(int color, int key, const std:
 
 bool ControlPlane::any(bool mine) {
   return max(static_cast<std::int64_t>(mine ? 1 : 0)) != 0;
+}
+
+std::string AgreedError::where() const {
+  if (failed_ == plane_size_) return fmt::format("on all {} ranks", failed_);
+  if (failed_ == 1) return fmt::format("on rank {}", first_failed_);
+  return fmt::format("on rank {} and {} other ranks", first_failed_, failed_ - 1);
+}
+
+void ControlPlane::raise_if_any_failed(const std::string& problem) {
+  const bool failed = !problem.empty();
+  const std::int64_t failures = sum(static_cast<std::int64_t>(failed ? 1 : 0));
+  if (failures == 0) return;
+  const int first = static_cast<int>(min(static_cast<std::int64_t>(failed ? rank() : size())));
+  throw AgreedError(broadcast(problem, first), first, static_cast<int>(failures), size());
 }
 
 bool ControlPlane::same_everywhere(std::uint64_t mine) {

@@ -47,6 +47,9 @@ class ControlPlane {
   // Element-wise over every rank's vector (all of one length).
   std::vector<double> sum(std::vector<double> mine);
   std::vector<std::int64_t> min(std::vector<std::int64_t> mine);
+  // Returns if no rank has a `problem`; else every rank throws AgreedError with the lowest failing rank's problem
+  // (Note [Agreed errors]).
+  void raise_if_any_failed(const std::string& problem);
 
   // `root`'s value on every rank (the others' arguments are ignored, but vectors must have root's length).
   std::string broadcast(const std::string& text, int root);

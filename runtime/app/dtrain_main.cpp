@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "comm/control_plane.h"
+#include "comm/error.h"
 #include "comm/launch_check.h"
 #include "comm/mpi_environment.h"
 #include "comm/topology.h"
@@ -39,18 +40,20 @@ bool launch_is_consistent(const comm::Topology& topology, comm::ControlPlane& wo
   return !world.any(!problem.empty());
 }
 
-// Collective: false if any rank has a `problem`; then the lowest such rank prints it, once for the job.
+// An error every rank of the job raised together (Note [Agreed errors]): rank 0 says it once.
+void report(const comm::AgreedError& e, int rank) {
+  if (rank == 0) std::fprintf(stderr, "dtrain: error: %s (%s)\n", e.what(), e.where().c_str());
+}
+
+// Collective: false if any rank has a `problem`; then it is printed once for the job.
 bool agree_nobody_failed(const std::string& problem, comm::ControlPlane& world) {
-  const std::int64_t failed = world.sum(static_cast<std::int64_t>(problem.empty() ? 0 : 1));
-  if (failed == 0) return true;
-  const std::int64_t first = world.min(static_cast<std::int64_t>(problem.empty() ? world.size() : world.rank()));
-  if (world.rank() == first) {
-    const std::string where = failed == world.size() ? fmt::format("on all {} ranks", failed)
-                              : failed == 1          ? fmt::format("on rank {}", first)
-                                                     : fmt::format("on rank {} and {} other ranks", first, failed - 1);
-    std::fprintf(stderr, "dtrain: error: %s (%s)\n", problem.c_str(), where.c_str());
+  try {
+    world.raise_if_any_failed(problem);
+    return true;
+  } catch (const comm::AgreedError& e) {
+    report(e, world.rank());
+    return false;
   }
-  return false;
 }
 
 // Collective: this rank's device and backend (Note [Compute device]), or nothing if any rank cannot have what was
@@ -269,6 +272,14 @@ int main(int argc, char** argv) {
     const std::optional<dtrain::runtime::DevicePlan> plan = plan_devices(parsed.options, *topology, *world);
     if (!plan) return 2;
     return parsed.options.dry_run ? dry_run(*plan, *topology) : train(parsed.options, *plan, *topology);
+  } catch (const comm::AgreedError& e) {
+    if (e.plane_size() == world->size()) {
+      report(e, rank);
+      return 1;
+    }
+    std::fprintf(stderr, "dtrain: error on rank %d: %s\n", rank, e.what());
+    std::fflush(stderr);
+    dtrain::comm::MpiEnvironment::abort_job(1);
   } catch (const c10::Error& e) {
     // LibTorch's own message without its C++ backtrace, which only LibTorch's developers can read.
     std::fprintf(stderr, "dtrain: error on rank %d: %s\n", rank, e.what_without_backtrace());

@@ -24,7 +24,7 @@ TensorDataFeed::TensorDataFeed(at::Tensor inputs, at::Tensor targets, std::int64
       targets_(targets.to(at::kLong).contiguous()),
       classes_(classes),
       sampler_(with_size(std::move(options), inputs)) {
-  if (inputs_.dim() < 1 || targets_.dim() != 1 || inputs_.size(0) != targets_.size(0)) {
+  if (inputs_.dim() < 1 || targets_.dim() < 1 || inputs_.size(0) != targets_.size(0)) {
     throw std::invalid_argument(fmt::format("inputs and targets must have the same number of samples (got {} and {})",
                                             inputs_.dim() ? inputs_.size(0) : 0, targets_.numel()));
   }

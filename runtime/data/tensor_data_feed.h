@@ -11,7 +11,8 @@ namespace dtrain::runtime {
 
 class TensorDataFeed final : public DataFeed {
  public:
-  // inputs [N, ...] (converted to float32), targets [N] (converted to int64); `options.dataset_size` is set from N.
+  // inputs [N, ...] (converted to float32), targets [N], or [N, L] for next-token models (converted to int64);
+  // `options.dataset_size` is set from N.
   TensorDataFeed(at::Tensor inputs, at::Tensor targets, std::int64_t classes, sampler::SamplerOptions options);
 
   void start_epoch(std::int64_t epoch) override { sampler_.start_epoch(epoch); }

@@ -123,8 +123,7 @@ void Timeline::write_merged(comm::ControlPlane& world, const std::string& path, 
   } else {
     world.send_text(events.dump(), 0, kTag);
   }
-  const std::string shared = world.broadcast(error, 0);
-  if (!shared.empty()) throw std::runtime_error(shared);
+  world.raise_if_any_failed(error);
 }
 
 }  // namespace dtrain::runtime

@@ -99,11 +99,6 @@ std::string part_name(int stage, int stages) {
 }
 
 // Rank 0's outcome, shared: every rank returns normally or throws the same message.
-void agree_on_outcome(comm::ControlPlane& control, const std::string& error) {
-  const std::string shared = control.broadcast(error, 0);
-  if (!shared.empty()) throw CheckpointError(shared);
-}
-
 // The trainer's own bookkeeping, under the key "extra" of the metadata (the layout of dtrain-checkpoint-1 files).
 nlohmann::json extra_of(const TrainingState& state) {
   const auto& early = state.early_stopping;
@@ -199,7 +194,7 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
                           previous ? "the previous checkpoint " + *previous + " is intact" : "no earlier checkpoint");
     }
   }
-  agree_on_outcome(control, error);
+  control.raise_if_any_failed(error);
   return path;
 }
 

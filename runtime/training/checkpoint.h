@@ -46,8 +46,8 @@ class CheckpointStore {
   CheckpointStore(std::string folder, int keep, int stage = 0, int stages = 1);
 
   // Collective over `control` (the replicas of this model or stage): rank 0 writes path_for(state.step) atomically;
-  // every rank's RNG state is gathered into it. Returns the path. Throws CheckpointError on every rank if the write
-  // fails.
+  // every rank's RNG state is gathered into it. Returns the path. Throws comm::AgreedError on every rank if the write
+  // fails (Note [Agreed errors]).
   std::string save(comm::ControlPlane& control, const CheckpointContents& contents, const TrainingState& state);
 
   // The newest checkpoint of this part in the folder, if any, and its step.

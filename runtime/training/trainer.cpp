@@ -94,8 +94,7 @@ ProgressReporter open_reporter(const TrainerOptions& o, std::int64_t total_steps
   } catch (const std::exception& e) {
     error = e.what();
   }
-  error = world.broadcast(error, 0);
-  if (!error.empty()) throw std::runtime_error(error);
+  world.raise_if_any_failed(error);
   return std::move(*reporter);
 }
 
@@ -112,8 +111,7 @@ void start_timeline(const std::string& trace_file, comm::ControlPlane& world) {
       error = fmt::format("--trace {}: cannot write to the folder {}", trace_file, folder.string());
     }
   }
-  error = world.broadcast(error, 0);
-  if (!error.empty()) throw std::invalid_argument(error);
+  world.raise_if_any_failed(error);
   Timeline::instance().enable();
 }
 

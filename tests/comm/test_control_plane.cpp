@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/control_plane.h"
+#include "comm/error.h"
 #include "comm/mpi_communicator.h"
 
 namespace dtrain::comm {
@@ -40,6 +41,31 @@ TEST_F(ControlPlaneTest, AgreementsGiveTheSameAnswerOnEveryRank) {
   const double ranks = size_ * (size_ - 1) / 2.0;
   EXPECT_EQ(sums, (std::vector<double>{ranks, 2 * ranks + 0.25 * size_}));
   EXPECT_EQ(control_->min(std::vector<std::int64_t>{rank_, -rank_}), (std::vector<std::int64_t>{0, -(size_ - 1)}));
+}
+
+// What every rank throws, or "" if nothing was thrown.
+std::string agreed(ControlPlane& control, const std::string& problem, int* plane_size = nullptr) {
+  try {
+    control.raise_if_any_failed(problem);
+  } catch (const AgreedError& e) {
+    if (plane_size != nullptr) *plane_size = e.plane_size();
+    return std::string(e.what()) + " | " + e.where();
+  }
+  return "";
+}
+
+TEST_F(ControlPlaneTest, AFailureOnSomeRanksIsRaisedOnEveryRankWithTheLowestFailingRanksMessage) {
+  EXPECT_EQ(agreed(*control_, ""), "");
+  EXPECT_EQ(agreed(*control_, rank_ == size_ - 1 ? "disk full" : ""),
+            "disk full | on rank " + std::to_string(size_ - 1));
+  // Ranks 1.. fail with their own messages: rank 1's is the one every rank raises.
+  const std::string expected = size_ == 2
+                                   ? "rank 1 failed | on rank 1"
+                                   : "rank 1 failed | on rank 1 and " + std::to_string(size_ - 2) + " other ranks";
+  EXPECT_EQ(agreed(*control_, rank_ >= 1 ? "rank " + std::to_string(rank_) + " failed" : ""), expected);
+  int plane_size = 0;
+  EXPECT_EQ(agreed(*control_, "same", &plane_size), "same | on all " + std::to_string(size_) + " ranks");
+  EXPECT_EQ(plane_size, size_);
 }
 
 TEST_F(ControlPlaneTest, BroadcastsAndGathersCarryExactValues) {

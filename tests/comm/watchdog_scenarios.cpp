@@ -63,9 +63,10 @@ void run(const std::string& scenario, Communicator& comm) {
       pair->allreduce(view(values), ReduceOp::kSum)->wait();
     }
   } else if (scenario == "late") {
-    // The culprit computes for 2.5 s before it joins: slow, not stuck; nobody may fail.
+    // The culprit computes for 7 s before it joins (a slow checkpoint write, a long wait for data): slow, not stuck,
+    // and longer than the answer window and than it takes to blame a stopped rank; nobody may fail.
     all_but(comm, culprit, [&] {
-      sleep_s(2.5);
+      sleep_s(7.0);
       comm.allreduce(view(values), ReduceOp::kSum)->wait();
     });
   } else if (scenario == "timeout") {

@@ -19,6 +19,19 @@ def mpirun(ranks):
             "self,vader,tcp", "-np", str(ranks)]
 
 
+# What AddressSanitizer, UndefinedBehaviorSanitizer and ThreadSanitizer print when they find something. A case that
+# expects a non-zero exit cannot tell a sanitizer's abort from the error it expects by the exit code alone.
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer", "runtime error: ")
+
+
+def sanitizer_report(output):
+    """The first line of a sanitizer's report in `output`, or None."""
+    for line in output.splitlines():
+        if any(marker in line for marker in SANITIZER_REPORTS):
+            return line
+    return None
+
+
 def check(condition, what, detail=""):
     print(("ok   " if condition else "FAIL ") + what)
     if not condition:

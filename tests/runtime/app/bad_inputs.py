@@ -37,7 +37,7 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that a terminated ru
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
-from script_checks import ENV, failures, finish, mpirun  # noqa: E402
+from script_checks import ENV, failures, finish, mpirun, sanitizer_report  # noqa: E402
 
 
 def path(*parts):
@@ -188,10 +188,10 @@ CASES = [
     ("a checkpoint folder that cannot be made", ["--model", "mlp", "--checkpoint-dir", path("a-file", "ck"), *common],
      "cannot create checkpoint folder", {}),
     ("a metrics file that cannot be written", ["--model", "mlp", "--metrics-file", path("a-file", "m.jsonl"), *common],
-     "cannot open metrics file", {}),
+     "cannot open metrics file", {"one_line": True}),
     ("a full disk while writing a checkpoint",
      ["--model", "mlp", "--epochs", "2", "--checkpoint-dir", small_disk, "--resume", "auto", *common],
-     "No space left on device; the previous checkpoint", {"needs_mount": True, "keep": small_disk}),
+     "No space left on device; the previous checkpoint", {"needs_mount": True, "keep": small_disk, "one_line": True}),
     # Launcher
     ("srun without PMIx (each task a world of one)", ["--model", "mlp", *common],
      "srun started 2 tasks, but each one is an MPI world of its own", {"env": srun_without_pmix, "launcher": False}),
@@ -238,6 +238,8 @@ for kind, args, expected, extra in CASES:
             problems.append(f"the error does not say: {expected}")
         if extra.get("one_line") and len(errors) > 1:
             problems.append(f"{len(errors)} error lines for the job, one expected")
+        if sanitizer_report(result.stdout + result.stderr):
+            problems.append(f"a sanitizer's report: {sanitizer_report(result.stdout + result.stderr)}")
         if "frame #" in result.stderr:
             problems.append("a C++ backtrace in the output")
         if keep:

@@ -18,12 +18,15 @@ dtrain, shard_tool, scratch = sys.argv[1:4]
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
-from script_checks import ENV, check, finish, mpirun  # noqa: E402
+from script_checks import ENV, check, finish, mpirun, sanitizer_report  # noqa: E402
 MPIRUN = mpirun(2)
 
 
 def run_dtrain(*args):
-    return subprocess.run(MPIRUN + [dtrain, *args], env=ENV, capture_output=True, text=True, timeout=240)
+    result = subprocess.run(MPIRUN + [dtrain, *args], env=ENV, capture_output=True, text=True, timeout=240)
+    report = sanitizer_report(result.stdout + result.stderr)
+    check(report is None, f"no sanitizer report from dtrain {' '.join(args[:4])} ...", report or "")
+    return result
 
 
 # Data: 3 Gaussian blobs in 8 dimensions, made with h5py and sharded by dtrain-shard.

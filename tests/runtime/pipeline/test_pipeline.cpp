@@ -1,6 +1,7 @@
 // The master test of pipeline parallelism: on 2, 4 and 8 ranks, every grid (pipeline stages x data-parallel
-// replicas) and schedule trains to the same weights as one process training the whole model on the same samples,
-// within 1e-6; 1F1B holds no more micro-batches than stages; mismatched schedules fail fast on every stage.
+// replicas) and schedule trains to the same weights as a plain LibTorch loop over the whole model on the same samples,
+// within 1e-6, with and without gradient clipping; 1F1B holds no more micro-batches than stages; mismatched schedules
+// fail fast on every stage.
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -23,7 +24,7 @@ namespace dtrain::runtime {
 namespace {
 
 constexpr int64_t kBatch = 4;  // per replica and micro-batch
-constexpr int64_t kSteps = 3;
+constexpr int64_t kSteps = 4;
 
 struct Blobs {
   torch::Tensor x, y;
@@ -74,14 +75,30 @@ class PipelineTest : public testing::Test {
  protected:
   void SetUp() override { world_ = comm::MpiCommunicator::create(MPI_COMM_WORLD); }
 
-  // One process, the whole model, the same global batches (micro-batch = all replicas' micro-batches together).
-  std::map<std::string, torch::Tensor> reference(int replicas, int micro_batches, int64_t width = 16) {
-    auto alone = world_->split(world_->rank(), 0, "alone");
+  // One process, the whole model, a plain LibTorch loop written here and sharing no code with the trainer: the same
+  // global batches (a micro-batch = every replica's micro-batch together), each micro-batch's loss divided by their
+  // number, torch::nn::utils::clip_grad_norm_ over the whole model, SGD with momentum.
+  struct Reference {
+    std::map<std::string, torch::Tensor> weights;
+    int clipped_steps = 0;
+  };
+  Reference reference(int replicas, int micro_batches, double clip = 0, int64_t width = 16) {
     TensorDataFeed feed(data_.x, data_.y, 3, sampling(0, 1, kBatch * replicas));
-    SequentialModel whole("mlp", model(width));
-    Trainer trainer(options(micro_batches, ScheduleKind::k1F1B), whole, feed, nullptr, *alone);
-    trainer.run();
-    return weights(whole);
+    feed.start_epoch(0);
+    torch::nn::Sequential whole = model(width);
+    torch::optim::SGD sgd(whole->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    Reference out;
+    for (int64_t step = 0; step < kSteps; ++step) {
+      for (int m = 0; m < micro_batches; ++m) {
+        const Batch batch = *feed.next();
+        (torch::nn::functional::cross_entropy(whole->forward(batch.inputs), batch.targets) / micro_batches).backward();
+      }
+      if (clip > 0 && torch::nn::utils::clip_grad_norm_(whole->parameters(), clip) > clip) ++out.clipped_steps;
+      sgd.step();
+      sgd.zero_grad();
+    }
+    for (const auto& item : whole->named_parameters()) out.weights[item.key()] = item.value().detach().clone();
+    return out;
   }
 
   Blobs data_;
@@ -96,7 +113,7 @@ TEST_F(PipelineTest, EveryGridAndScheduleTrainsTheWeightsOfOneProcess) {
     SequentialModel untrained("mlp", model());
     const auto initial = weights(untrained);
     for (int m : {1, 4, 8}) {
-      const auto expected = reference(grid.replicas, m);
+      const auto expected = reference(grid.replicas, m).weights;
       for (const ScheduleKind schedule : {ScheduleKind::kGPipe, ScheduleKind::k1F1B}) {
         SCOPED_TRACE(testing::Message() << to_string(schedule) << ", " << stages << " stages x " << grid.replicas
                                         << " replicas, " << m << " micro-batches, " << grid.describe());
@@ -121,7 +138,7 @@ TEST_F(PipelineTest, ActivationsBeyondTheEagerLimitStreamWithoutDeadlock) {
   constexpr int64_t kWide = 1 << 15;  // 4 samples x 32768 floats: 512 KiB per transfer
   ParallelGrid grid = make_parallel_grid(*world_, 2);
   const auto ranges = balance_layers(parameter_costs(model(kWide)), 2);
-  const auto expected = reference(grid.replicas, 4, kWide);
+  const auto expected = reference(grid.replicas, 4, 0, kWide).weights;
   for (const ScheduleKind schedule : {ScheduleKind::kGPipe, ScheduleKind::k1F1B}) {
     SequentialModel stage("mlp", slice_layers(model(kWide), ranges[grid.stage]));
     TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
@@ -129,6 +146,30 @@ TEST_F(PipelineTest, ActivationsBeyondTheEagerLimitStreamWithoutDeadlock) {
     trainer.run();
     for (const auto& [name, tensor] : weights(stage)) {
       EXPECT_LE((tensor - expected.at(name)).abs().max().item<double>(), 1e-6) << to_string(schedule) << " " << name;
+    }
+  }
+}
+
+// The gradient norm that --clip-grad-norm compares is the whole model's, summed over the stages: a stage clipping by
+// its own norm, or a wrong coefficient, ends on other weights than torch's clip_grad_norm_ over the whole model.
+TEST_F(PipelineTest, ClippingUsesTheWholeModelsNormAsTorchDoes) {
+  constexpr double kClip = 0.5;
+  for (int stages : {2, 4}) {
+    if (world_->size() % stages != 0) continue;
+    ParallelGrid grid = make_parallel_grid(*world_, stages);
+    const auto ranges = balance_layers(parameter_costs(model()), stages);
+    const Reference expected = reference(grid.replicas, 4, kClip);
+    EXPECT_GE(expected.clipped_steps, kSteps / 2) << "the test must exercise clipping";
+    for (const ScheduleKind schedule : {ScheduleKind::kGPipe, ScheduleKind::k1F1B}) {
+      SequentialModel stage("mlp", slice_layers(model(), ranges[grid.stage]));
+      TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
+      TrainerOptions o = options(4, schedule);
+      o.clip_grad_norm = kClip;
+      Trainer(o, stage, feed, nullptr, *world_, &grid).run();
+      for (const auto& [name, tensor] : weights(stage)) {
+        EXPECT_LE((tensor - expected.weights.at(name)).abs().max().item<double>(), 1e-6)
+            << to_string(schedule) << ", " << stages << " stages: " << name;
+      }
     }
   }
 }

@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "comm/control_plane.h"
+#include "comm/error.h"
 #include "shared_scratch_folder.h"
 
 namespace dtrain::runtime {
@@ -174,7 +175,8 @@ TEST_F(CheckpointTest, AFullDiskKeepsThePreviousCheckpointOnEveryRank) {
   try {
     store.save(*comm_, contents, progress);
     FAIL() << "the write must fail";
-  } catch (const CheckpointError& e) {
+  } catch (const comm::AgreedError& e) {
+    EXPECT_EQ(e.where(), "on rank 0");
     const std::string message = e.what();
     EXPECT_NE(message.find("writing checkpoint " + folder_ + "/checkpoint-000000002.pt failed"), std::string::npos)
         << message;

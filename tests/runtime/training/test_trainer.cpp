@@ -102,6 +102,48 @@ TEST_F(TrainerTest, LearnsAndEvaluatesEverySampleOnce) {
   }
 }
 
+// The distributed evaluation against one process evaluating the same weights on the whole set: at 2 and 4 ranks the
+// sampler pads the set, and a padded duplicate counted would change the number of correct predictions. For a
+// classifier (logits [n, C]) and a next-token model (logits [n, L, C], every position a prediction).
+TEST_F(TrainerTest, EvaluationEqualsOneProcessEvaluatingTheWholeSet) {
+  struct Case {
+    std::string name;
+    torch::Tensor x, y;
+    int64_t classes;
+    torch::nn::Sequential net;
+  };
+  Blobs blobs(301, 2);  // 301: padding on every world size but 1
+  torch::manual_seed(6);
+  const torch::Tensor tokens = torch::randint(0, 5, {103, 7});  // 103 sequences of 6 predictions each
+  torch::manual_seed(8);
+  torch::nn::Sequential next_token(torch::nn::Functional([](const torch::Tensor& x) { return x.to(torch::kLong); }),
+                                   torch::nn::Embedding(5, 8), torch::nn::Linear(8, 5));
+  torch::manual_seed(3);
+  std::vector<Case> cases = {{"classifier", blobs.x, blobs.y, 3, small_mlp()},
+                             {"next-token", tokens.narrow(1, 0, 6), tokens.narrow(1, 1, 6), 5, next_token}};
+  for (auto& c : cases) {
+    TensorDataFeed train(c.x, c.y, c.classes, sampling(8));
+    TensorDataFeed eval(c.x, c.y, c.classes, sampling(16, sampler::Mode::kEval));
+    SequentialModel model(c.name, c.net);
+    TrainerOptions o = quiet();
+    o.max_steps = 3;  // weights away from their initial values, the same on every rank
+    Trainer trainer(o, model, train, &eval, *comm_);
+    trainer.run();
+    const EvalResult result = trainer.evaluate();
+
+    torch::NoGradGuard no_grad;
+    c.net->eval();
+    const torch::Tensor logits = c.net->forward(c.x).reshape({-1, c.classes});
+    const torch::Tensor targets = c.y.reshape({-1});
+    const double loss = torch::nn::functional::cross_entropy(logits.to(torch::kDouble), targets).item<double>();
+    const int64_t correct = logits.argmax(1).eq(targets).sum().item<int64_t>();
+    EXPECT_EQ(result.samples, c.x.size(0)) << c.name;
+    EXPECT_EQ(result.predictions, targets.numel()) << c.name;
+    EXPECT_EQ(std::llround(result.accuracy * static_cast<double>(targets.numel())), correct) << c.name;
+    EXPECT_NEAR(result.loss, loss, 1e-6 * loss) << c.name;
+  }
+}
+
 TEST_F(TrainerTest, ResumingMidEpochContinuesBitForBit) {
   Blobs data(500, 4);
   auto run = [&](int64_t max_steps, const std::string& resume, int64_t seed) {
