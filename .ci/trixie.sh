@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Builds dtrain against LibTorch 2.x and runs the whole test suite there: a Debian trixie root folder (LibTorch 2.6,
 # Open MPI 5, HDF5 1.14, g++ 14) made with debootstrap, the repository bind-mounted at /src, the build in
-# /build-trixie inside the root, at -O1 as in the CUDA lane (it checks, it ships nothing). Tests labelled "host" (a
-# real Slurm, network namespaces) run on bookworm only, and the benchmarks are built by the bookworm and CUDA lanes.
-# Reuses the root folder when it exists (DTRAIN_TRIXIE_ROOT, default /var/cache/dtrain/trixie-root); always unmounts
-# what it mounted. Exit code: ctest's. Run as root.
+# /build-trixie inside the root. Tests labelled "host" (a real Slurm, network namespaces) run on bookworm only, and the
+# benchmarks are built by the bookworm and CUDA lanes. Reuses the root folder when it exists (DTRAIN_TRIXIE_ROOT,
+# default /var/cache/dtrain/trixie-root); always unmounts what it mounted. Exit code: ctest's. Run as root.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rootfs=${DTRAIN_TRIXIE_ROOT:-/var/cache/dtrain/trixie-root}
@@ -45,6 +44,5 @@ if [ "$(cat "$rootfs/.dtrain-packages" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 chroot "$rootfs" /usr/bin/env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HOME=/root bash -c \
-  "cmake -S /src -B /build-trixie -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE='-O1 -DNDEBUG' \
-     -DDTRAIN_BUILD_BENCH=OFF >/dev/null && cmake --build /build-trixie && \
+  "cmake -S /src -B /build-trixie -G Ninja -DCMAKE_BUILD_TYPE=Release -DDTRAIN_BUILD_BENCH=OFF >/dev/null && cmake --build /build-trixie && \
    cd /build-trixie && ctest --output-on-failure --timeout 600 --label-exclude host"
