@@ -6,6 +6,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${DTRAIN_BUILD_DIR:-$root/build}
 
 bash "$root/.ci/setup-debian.sh"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD="${DTRAIN_UNITY_BUILD:-OFF}"
 # Two cores and ~1.3 GB per LibTorch translation unit: the default parallelism is right.
 cmake --build "$build"

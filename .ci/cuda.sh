@@ -77,7 +77,8 @@ echo "cuda: wheels checked and unpacked in $(( $(date +%s) - step )) s ($(du -sh
 
 step=$(date +%s)
 mkdir -p "$build"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$site/torch" \
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD="${DTRAIN_UNITY_BUILD:-OFF}" \
+  -DCMAKE_PREFIX_PATH="$site/torch" \
   -DCUDAToolkit_ROOT="$cuda" -DTORCH_CUDA_ARCH_LIST="8.0;9.0" -DDTRAIN_WITH_NCCL=ON -DDTRAIN_GPU_TESTS=ON > "$build/ci-configure.log" 2>&1 ||
   { cat "$build/ci-configure.log"; exit 1; }
 grep -E "^-- dtrain:" "$build/ci-configure.log"

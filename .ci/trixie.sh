@@ -44,5 +44,6 @@ if [ "$(cat "$rootfs/.dtrain-packages" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 chroot "$rootfs" /usr/bin/env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HOME=/root bash -c \
-  "cmake -S /src -B /build-trixie -G Ninja -DCMAKE_BUILD_TYPE=Release -DDTRAIN_BUILD_BENCH=OFF >/dev/null && cmake --build /build-trixie && \
+  "cmake -S /src -B /build-trixie -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=${DTRAIN_UNITY_BUILD:-OFF} \
+     -DDTRAIN_BUILD_BENCH=OFF >/dev/null && cmake --build /build-trixie && \
    cd /build-trixie && ctest --output-on-failure --timeout 600 --label-exclude host"

@@ -78,10 +78,13 @@ void sync_folder(const std::string& folder) {
   ::close(fd);
 }
 
-// The checkpoints of `part` ("" for whole models) in `folder`, oldest first.
-std::vector<std::pair<std::int64_t, std::string>> checkpoints_in(const std::string& folder, const std::string& part) {
+// The checkpoints of `part` ("" for whole models) in `folder`, oldest first; with `temporaries`, the files of writes
+// that never finished instead (a process killed while writing leaves its ".pt.tmp").
+std::vector<std::pair<std::int64_t, std::string>> checkpoints_in(const std::string& folder, const std::string& part,
+                                                                 bool temporaries = false) {
   // Parts are the trainer's own names ("stage1-of-2"): letters, digits and dashes, nothing to escape.
-  const std::regex name("checkpoint-([0-9]+)" + (part.empty() ? std::string() : "\\." + part) + "\\.pt");
+  const std::regex name("checkpoint-([0-9]+)" + (part.empty() ? std::string() : "\\." + part) + "\\.pt" +
+                        (temporaries ? "\\.tmp" : ""));
   std::vector<std::pair<std::int64_t, std::string>> found;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(folder, ec)) {
@@ -185,6 +188,10 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
       for (std::size_t i = 0; i + static_cast<std::size_t>(keep_) < existing.size(); ++i) {
         std::error_code ec;
         fs::remove(existing[i].second, ec);
+      }
+      for (const auto& [step, unfinished] : checkpoints_in(folder_, part_, /*temporaries=*/true)) {
+        std::error_code ec;
+        fs::remove(unfinished, ec);
       }
     } catch (const std::exception& e) {
       std::error_code ec;

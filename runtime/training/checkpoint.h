@@ -2,9 +2,10 @@
 // Checkpoints: everything a run needs to continue bit for bit — model, optimizer, loss scaler, sampler position,
 // every rank's RNG state, step and epoch — in one file written by rank 0.
 // Note [Atomic checkpoints]: a checkpoint is written to a temporary file in the same folder, fsync'ed, renamed over
-// its final name and the folder fsync'ed; only then are checkpoints beyond the last `keep` removed. A failed write
-// (full disk, unwritable folder) removes its temporary file and leaves every earlier checkpoint untouched, and every
-// rank gets the same error.
+// its final name and the folder fsync'ed; only then are checkpoints beyond the last `keep` removed, with the
+// temporary files of writes that a killed process never finished (they are never read: only final names count). A
+// failed write (full disk, unwritable folder) removes its temporary file and leaves every earlier checkpoint
+// untouched, and every rank gets the same error.
 
 #include <torch/optim/optimizer.h>
 

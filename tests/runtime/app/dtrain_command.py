@@ -5,6 +5,7 @@ the rank table. Bad input has its own catalogue, bad_inputs.py.
 
 usage: dtrain_command.py DTRAIN DTRAIN_SHARD SCRATCH_FOLDER
 """
+import json
 import os
 import shutil
 import subprocess
@@ -85,6 +86,45 @@ result = run_dtrain("--stage-modules", ",".join(stage_files), "--pipeline-stages
 accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
 check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
       "two TorchScript stage modules train as a pipeline to > 0.95 accuracy", result.stdout + result.stderr)
+
+def metrics(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+# Early stopping: no epoch improves accuracy by 10, so with patience 1 the run ends after its second epoch of six.
+metrics_file = os.path.join(scratch, "early.jsonl")
+result = run_dtrain("--model", "mlp", "--epochs", "6", "--early-stopping-patience", "1", "--early-stopping-min-delta",
+                    "10", "--metrics-file", metrics_file, *common)
+records = metrics(metrics_file) if result.returncode == 0 else []
+check(result.returncode == 0 and "early stopping: no improvement of accuracy for 1 epochs" in result.stdout
+      and [r["epoch"] for r in records if r["event"] == "eval"] == [0, 1]
+      and [r["epoch"] for r in records if r["event"] == "early_stop"] == [1],
+      "early stopping ends the run after patience epochs without improvement", result.stdout + result.stderr)
+
+# --quick-validation: 10% of the data (90 of 900 samples: 3 steps of 32 per epoch) for at most 2 epochs, then a summary.
+metrics_file = os.path.join(scratch, "quick.jsonl")
+result = run_dtrain("--model", "mlp", "--epochs", "5", "--quick-validation", "--metrics-file", metrics_file,
+                    "--log-every", "1", *common)
+records = metrics(metrics_file) if result.returncode == 0 else []
+check(result.returncode == 0 and "quick validation: " in result.stdout and "accuracy" in result.stdout
+      and max(r["step"] for r in records if r["event"] == "train") == 6
+      and len([r for r in records if r["event"] == "eval"]) == 2,
+      "--quick-validation runs 2 epochs of 3 steps on 10% of the data and reports", result.stdout + result.stderr)
+
+# --memory-warn-gb below what any process uses: every rank warns, once, and the run goes on.
+result = run_dtrain("--model", "mlp", "--epochs", "1", "--memory-warn-gb", "0.001", "--log-every", "2", *common)
+warnings = [line for line in result.stderr.splitlines() if line.startswith("dtrain: warning: rank")]
+check(result.returncode == 0 and sorted(line.split()[3] for line in warnings) == ["0", "1"]
+      and all("GB of host memory, above --memory-warn-gb 0.00" in line for line in warnings),
+      "--memory-warn-gb warns once per rank above the threshold", result.stdout + result.stderr)
+
+# --partition time: the stages are cut by measured forward+backward time, and the pipeline trains.
+result = run_dtrain("--model", "mlp", "--pipeline-stages", "2", "--partition", "time", "--epochs", "3", *common)
+accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
+check(result.returncode == 0 and "pipeline of 2 stages by time: stage 0: layers 0-" in result.stdout
+      and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      "a pipeline cut by measured time trains to > 0.95 accuracy", result.stdout + result.stderr)
 
 result = run_dtrain("--dry-run")
 check(result.returncode == 0 and "local rank" in result.stdout and result.stdout.count("cpu") == 2,

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""Exact resume after a crash: a 2-rank run of the char-transformer is killed (SIGKILL, one rank, mid-epoch) after its
-checkpoint of step 20; the job must end by itself, the checkpoints on disk must be whole, and `--resume auto` must
-go on to produce, step for step, the very losses of an uninterrupted run and its final weights (sampler position, RNG
-states, optimizer and learning-rate schedule all restored).
+"""Exact resume after a crash or a preemption, for a 2-rank run of the char-transformer: one rank killed (SIGKILL,
+mid-epoch) after its checkpoint of step 20 (and the half-written file of a write killed midway planted beside it),
+and one rank sent SIGTERM (every rank must stop with a checkpoint and exit 75). The job must end by itself, only whole
+checkpoints may count, and `--resume auto` must go on to produce, step for step, the very losses of an uninterrupted
+run and its final weights (sampler position, RNG states, optimizer and learning-rate schedule all restored).
 
 usage: kill_and_resume.py DTRAIN DTRAIN_SHARD SCRATCH_FOLDER
 """
@@ -64,39 +65,79 @@ check(full.returncode == 0, "the uninterrupted run finishes", full.stdout + full
 steps_per_epoch = int(re.search(r"(\d+) steps per epoch", full.stdout).group(1))
 check(steps_per_epoch > 20, f"step 20 is mid-epoch ({steps_per_epoch} steps per epoch)")
 
-# The same run, killed once its checkpoint of step 20 is on disk.
-killed_dir = path("ck-killed")
-victim = subprocess.Popen(MPIRUN + [dtrain, *args, "--checkpoint-dir", killed_dir, "--metrics-file",
-                                    path("killed.jsonl")], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
-deadline = time.monotonic() + 240
-while not os.path.exists(os.path.join(killed_dir, "checkpoint-000000020.pt")) and time.monotonic() < deadline:
-    time.sleep(0.002)
-ranks = subprocess.run(["pgrep", "-f", f"^{dtrain} .*{killed_dir}"], capture_output=True, text=True).stdout.split()
-check(len(ranks) == 2, "found both ranks of the run to kill", str(ranks))
-if ranks:
-    os.kill(int(ranks[-1]), signal.SIGKILL)
+def start(name):
+    folder = path(f"ck-{name}")
+    run = subprocess.Popen(MPIRUN + [dtrain, *args, "--checkpoint-dir", folder, "--metrics-file", path(f"{name}.jsonl")],
+                           env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return run, folder
+
+
+def signal_one_rank(folder, number):
+    """Sends `number` to the last rank of the run writing into `folder`; False if its two ranks were not found."""
+    ranks = subprocess.run(["pgrep", "-f", f"^{dtrain} .*{folder}"], capture_output=True, text=True).stdout.split()
+    check(len(ranks) == 2, f"found both ranks of the run in {folder}", str(ranks))
+    if ranks:
+        os.kill(int(ranks[-1]), number)
+    return bool(ranks)
+
+
+def wait_for(name, seconds=240):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(name) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return os.path.exists(name)
+
+
+def resume_and_compare(name, folder, at_least):
+    """`--resume auto` into `folder` must produce the uninterrupted run's losses from there on, and its weights."""
+    resumed = subprocess.run(MPIRUN + [dtrain, *args, "--checkpoint-dir", folder, "--resume", "auto",
+                                       "--metrics-file", path(f"{name}-resumed.jsonl")], env=ENV, capture_output=True,
+                             text=True, timeout=300)
+    check(resumed.returncode == 0, f"{name}: the resumed run finishes", resumed.stdout + resumed.stderr)
+    found = re.search(r"checkpoint-0*(\d+)\.pt", resumed.stdout + resumed.stderr)
+    resumed_from = int(found.group(1)) if found else -1
+    check(resumed_from >= at_least, f"{name}: it resumed from the newest whole checkpoint (step {resumed_from})",
+          resumed.stdout)
+    expected, got = losses(path("full.jsonl")), losses(path(f"{name}-resumed.jsonl"))
+    later = [step for step in expected if step > resumed_from]
+    differing = [(step, expected[step], got.get(step)) for step in later if got.get(step) != expected[step]]
+    check(later and not differing, f"{name}: the losses of steps {resumed_from + 1}-{max(later, default=0)} equal the "
+          "uninterrupted run's bit for bit", str(differing[:5]))
+    check(crc(full.stdout) is not None and crc(full.stdout) == crc(resumed.stdout),
+          f"{name}: the final weights equal the uninterrupted run's (crc32 {crc(full.stdout)} vs {crc(resumed.stdout)})")
+
+
+# SIGKILL to one rank once the checkpoint of step 20 is on disk: the job ends by itself, nothing half-written stays.
+victim, folder = start("killed")
+wait_for(os.path.join(folder, "checkpoint-000000020.pt"))
+signal_one_rank(folder, signal.SIGKILL)
 killed_at = time.monotonic()
 output, _ = victim.communicate(timeout=60)
 check(victim.returncode != 0 and "dtrain: done" not in output and time.monotonic() - killed_at < 10,
       f"the killed job ends by itself within 10 s (exit {victim.returncode}) without finishing", output)
-left = sorted(os.listdir(killed_dir))
+left = sorted(os.listdir(folder))
 check(all(name.endswith(".pt") for name in left), f"no temporary file left behind: {left}")
+# What a kill in the middle of writing step 30 leaves (the write itself lasts milliseconds, too short to hit from
+# here): half of a checkpoint under the temporary name. The resume must start from step 20 and remove it.
+with open(os.path.join(folder, "checkpoint-000000020.pt"), "rb") as whole:
+    half = whole.read()
+with open(os.path.join(folder, "checkpoint-000000030.pt.tmp"), "wb") as f:
+    f.write(half[:len(half) // 2])
+resume_and_compare("killed", folder, 20)
+check(not any(name.endswith(".tmp") for name in os.listdir(folder)),
+      f"the resumed run removed the half-written file: {sorted(os.listdir(folder))}")
 
-resumed = subprocess.run(MPIRUN + [dtrain, *args, "--checkpoint-dir", killed_dir, "--resume", "auto",
-                                   "--metrics-file", path("resumed.jsonl")], env=ENV, capture_output=True, text=True,
-                         timeout=300)
-check(resumed.returncode == 0, "the resumed run finishes", resumed.stdout + resumed.stderr)
-resumed_from = int(re.search(r"checkpoint-0*(\d+)\.pt", resumed.stdout + resumed.stderr).group(1))
-check(resumed_from >= 20, f"it resumed from the newest checkpoint (step {resumed_from})", resumed.stdout)
-
-expected, got = losses(path("full.jsonl")), losses(path("resumed.jsonl"))
-later = [step for step in expected if step > resumed_from]
-differing = [(step, expected[step], got.get(step)) for step in later if got.get(step) != expected[step]]
-check(later and not differing, f"the losses of steps {resumed_from + 1}-{max(later)} equal the uninterrupted run's "
-      "bit for bit", str(differing[:5]))
-check(crc(full.stdout) is not None and crc(full.stdout) == crc(resumed.stdout),
-      f"the final weights equal the uninterrupted run's (crc32 {crc(full.stdout)} vs {crc(resumed.stdout)})")
+# SIGTERM to one rank only (as a preemption notice reaches one task first): every rank stops at the same step with a
+# checkpoint and exits 75, without root or Slurm; the resume is exact.
+victim, folder = start("terminated")
+wait_for(os.path.join(folder, "checkpoint-000000010.pt"))
+signal_one_rank(folder, signal.SIGTERM)
+output, _ = victim.communicate(timeout=120)
+stopped = re.search(r"dtrain: stopped by a signal at step (\d+)", output)
+check(victim.returncode == 75 and stopped is not None
+      and os.path.exists(os.path.join(folder, f"checkpoint-{int(stopped.group(1)):09d}.pt")),
+      f"SIGTERM to one rank: exit 75 with a checkpoint of the step it stopped at (exit {victim.returncode})", output)
+resume_and_compare("terminated", folder, int(stopped.group(1)) if stopped else 10)
 
 shutil.rmtree(scratch, ignore_errors=True)
 finish()

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <tuple>
 
 #include "comm/mpi_communicator.h"
 #include "runtime/data/tensor_data_feed.h"
@@ -268,17 +269,20 @@ TEST_F(TrainerTest, EqualsAPlainLibTorchLoopWithAccumulationAndClipping) {
   };
   // Adam's update and a clipped update do not change when every gradient is scaled alike, so plain SGD without
   // clipping is in the list too: it is the case that sees a wrong accumulation scale.
-  const std::vector<std::pair<OptimizerKind, double>> cases = {{OptimizerKind::kSgd, 0.0},
-                                                               {OptimizerKind::kSgd, 0.5},
-                                                               {OptimizerKind::kAdam, 0.5},
-                                                               {OptimizerKind::kAdamW, 0.5}};
-  for (const auto& [kind, clip] : cases) {
+  // (optimizer, clip norm, Nesterov momentum)
+  const std::vector<std::tuple<OptimizerKind, double, bool>> cases = {{OptimizerKind::kSgd, 0.0, false},
+                                                                      {OptimizerKind::kSgd, 0.0, true},
+                                                                      {OptimizerKind::kSgd, 0.5, false},
+                                                                      {OptimizerKind::kAdam, 0.5, false},
+                                                                      {OptimizerKind::kAdamW, 0.5, false}};
+  for (const auto& [kind, clip, nesterov] : cases) {
     TensorDataFeed train(data.x, data.y, 3, sampling(kBatch));
     SequentialModel model("blobs", make_mlp());
     TrainerOptions o = quiet();
     o.optimizer.kind = kind;
     o.optimizer.lr = kind == OptimizerKind::kSgd ? 0.1 : 0.01;
     o.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+    o.optimizer.nesterov = nesterov;
     o.optimizer.weight_decay = kind == OptimizerKind::kAdamW ? 0.1 : 0.0;
     o.accumulation = kAccumulation;
     o.clip_grad_norm = clip;
@@ -288,8 +292,8 @@ TEST_F(TrainerTest, EqualsAPlainLibTorchLoopWithAccumulationAndClipping) {
     torch::nn::Sequential reference = make_mlp();
     std::unique_ptr<torch::optim::Optimizer> optimizer;
     if (kind == OptimizerKind::kSgd) {
-      optimizer =
-          std::make_unique<torch::optim::SGD>(reference->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+      optimizer = std::make_unique<torch::optim::SGD>(reference->parameters(),
+                                                      torch::optim::SGDOptions(0.1).momentum(0.9).nesterov(nesterov));
     } else if (kind == OptimizerKind::kAdam) {
       optimizer = std::make_unique<torch::optim::Adam>(reference->parameters(), torch::optim::AdamOptions(0.01));
     } else {
@@ -320,7 +324,8 @@ TEST_F(TrainerTest, EqualsAPlainLibTorchLoopWithAccumulationAndClipping) {
     ASSERT_EQ(mine.size(), theirs.size());
     for (std::size_t i = 0; i < mine.size(); ++i) {
       EXPECT_LE((mine[i] - theirs[i]).abs().max().item<double>(), 1e-5)
-          << to_string(kind) << " clip " << clip << " parameter " << i << " on rank " << comm_->rank();
+          << to_string(kind) << (nesterov ? " nesterov" : "") << " clip " << clip << " parameter " << i << " on rank "
+          << comm_->rank();
     }
   }
 }
