@@ -64,7 +64,11 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
-// A CUDA event shared by a Work and the monitor: either may be the last to need it.
+}  // namespace
+
+// A CUDA event shared by a Work and the monitor: either may be the last to need it. Outside the anonymous namespace:
+// NcclCommunicator::State, which has external linkage, holds it.
+namespace nccl_internal {
 struct Event {
   cudaEvent_t event = nullptr;
   Event() = default;
@@ -74,6 +78,11 @@ struct Event {
     if (event != nullptr) cudaEventDestroy(event);
   }
 };
+}  // namespace nccl_internal
+
+namespace {
+
+using nccl_internal::Event;
 
 // In non-blocking mode a NCCL call may return ncclInProgress: the call is then done once the communicator's
 // asynchronous error leaves ncclInProgress. Returns the final result, or ncclInProgress if `deadline` came first.

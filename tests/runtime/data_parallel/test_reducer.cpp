@@ -213,6 +213,31 @@ TEST_F(ReducerTest, ParametersAreBroadcastFromRankZero) {
   expect_same_weights(model, rank0, 0.0);
 }
 
+// BatchNorm's running statistics (and its int64 batch count) are buffers: each rank has seen its own data before
+// DDP starts, and afterwards every rank holds rank 0's.
+TEST_F(ReducerTest, BuffersAreBroadcastFromRankZero) {
+  auto make_net = [] {
+    torch::manual_seed(3);
+    return torch::nn::Sequential(torch::nn::Linear(12, 8), torch::nn::BatchNorm1d(8), torch::nn::Linear(8, 3));
+  };
+  auto warm_up = [](torch::nn::Sequential& net, int rank) {
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(100 + rank);
+    for (int i = 0; i <= rank; ++i) net->forward(torch::randn({16, 12}) * (rank + 1) + rank);
+  };
+  torch::nn::Sequential net = make_net();
+  warm_up(net, rank_);
+  torch::nn::Sequential rank0 = make_net();
+  warm_up(rank0, 0);
+  DistributedDataParallel ddp(net.ptr(), *comm_);
+  auto mine = net->named_buffers();
+  auto expected = rank0->named_buffers();
+  ASSERT_EQ(mine.size(), 3u);  // running_mean, running_var, num_batches_tracked
+  for (const auto& item : expected) {
+    EXPECT_TRUE(torch::equal(mine[item.key()], item.value())) << item.key() << " on rank " << rank_;
+  }
+}
+
 TEST_F(ReducerTest, AModelThatDiffersIsNamedOnEveryRank) {
   Mlp model = make_model(1, rank_ == 1 ? 17 : 16);
   try {

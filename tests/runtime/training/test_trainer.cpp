@@ -176,6 +176,47 @@ TEST_F(TrainerTest, ResumingMidEpochContinuesBitForBit) {
   }
 }
 
+// A run stopped exactly at an epoch boundary resumes into the next epoch with its early-stopping state: here no epoch
+// after the first improves accuracy by 10, so with patience 2 an uninterrupted run stops after its third epoch; the
+// resumed run must stop there too (a lost count of epochs without improvement would let it run a fourth), with the
+// same weights.
+TEST_F(TrainerTest, ResumingAtAnEpochBoundaryKeepsTheEarlyStoppingState) {
+  Blobs data(240, 5), held_out(61, 6);
+  auto run = [&](int64_t max_steps, const std::string& resume, int64_t seed) {
+    TensorDataFeed train(data.x, data.y, 3, sampling(8));
+    TensorDataFeed eval(held_out.x, held_out.y, 3, sampling(16, sampler::Mode::kEval));
+    torch::manual_seed(seed);
+    SequentialModel model("blobs", small_mlp());
+    TrainerOptions o = quiet();
+    o.epochs = 8;
+    o.max_steps = max_steps;
+    o.early_stopping_patience = 2;
+    o.early_stopping_min_delta = 10;
+    o.checkpoint_dir = folder_;
+    o.resume = resume;
+    Trainer trainer(o, model, train, &eval, *comm_);
+    const TrainResult result = trainer.run();
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : model.parameters()) weights.push_back(p.tensor.clone());
+    return std::make_tuple(result, weights, train.batches_per_epoch());
+  };
+  const auto [straight, straight_weights, steps_per_epoch] = run(0, "", 9);
+  EXPECT_TRUE(straight.stopped_early);
+  EXPECT_EQ(straight.epochs_completed, 3);
+  if (comm_->rank() == 0) fs::remove_all(folder_);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto first = run(2 * steps_per_epoch, "", 9);  // ends with the last step of epoch 1
+  EXPECT_EQ(std::get<0>(first).epochs_completed, 2);
+  EXPECT_FALSE(std::get<0>(first).stopped_early);
+  const auto [resumed, resumed_weights, unused] = run(0, "auto", 12345);
+  EXPECT_TRUE(resumed.stopped_early);
+  EXPECT_EQ(resumed.epochs_completed, 3);
+  EXPECT_EQ(resumed.steps, straight.steps);
+  for (std::size_t i = 0; i < straight_weights.size(); ++i) {
+    EXPECT_TRUE(torch::equal(resumed_weights[i], straight_weights[i])) << "parameter " << i;
+  }
+}
+
 // Under bf16, and under fp16 where LibTorch has fp16 CPU kernels (2.x: the CUDA and trixie lanes; on 1.13 the
 // trainer must refuse fp16 with one line instead).
 TEST_F(TrainerTest, APlantedInfSkipsTheStepOnEveryRankUnderAutocastWithLossScaling) {
