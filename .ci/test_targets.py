@@ -6,6 +6,8 @@ usage: test_targets.py BUILD_DIR [CTEST_ARGS...]   (prints the target names, one
 """
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 
@@ -14,9 +16,21 @@ listing = subprocess.run(["ctest", "--show-only=json-v1", *ctest_args], cwd=buil
                          check=True)
 ninja = subprocess.run(["ninja", "-C", build, "-t", "targets", "all"], capture_output=True, text=True, check=True)
 targets = {line.split(":")[0] for line in ninja.stdout.splitlines() if line.endswith(": phony")}
+
+
+def command_of(test):
+    """The test's command line; before its executable is built ctest leaves it out, so read it from CTestTestfile."""
+    if "command" in test:
+        return test["command"]
+    folder = next(p["value"] for p in test.get("properties", []) if p["name"] == "WORKING_DIRECTORY")
+    with open(os.path.join(folder, "CTestTestfile.cmake")) as f:
+        found = re.search(r"^add_test\(" + re.escape(test["name"]) + r" (.*)\)$", f.read(), re.M)
+    return shlex.split(found.group(1)) if found else []
+
+
 wanted = set()
 for test in json.loads(listing.stdout)["tests"]:
-    for argument in test.get("command", []):
+    for argument in command_of(test):
         name = os.path.basename(argument)
         if argument.startswith(build + "/") and name in targets:
             wanted.add(name)
