@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""The build targets that the ctest tests chosen by the given ctest arguments run: their executables, and every
-program their scripts are handed. So a CI lane builds only what it tests.
+"""What to build for the ctest tests chosen by the given ctest arguments: their executables, and every program their
+scripts are handed, as ninja output paths. So a CI lane builds only what it tests.
 
-usage: test_targets.py BUILD_DIR [CTEST_ARGS...]   (prints the target names, one line)
+usage: test_targets.py BUILD_DIR [CTEST_ARGS...]   (prints the paths, relative to BUILD_DIR, on one line)
 """
 import json
 import os
@@ -15,7 +15,9 @@ build, ctest_args = os.path.abspath(sys.argv[1]), sys.argv[2:]
 listing = subprocess.run(["ctest", "--show-only=json-v1", *ctest_args], cwd=build, capture_output=True, text=True,
                          check=True)
 ninja = subprocess.run(["ninja", "-C", build, "-t", "targets", "all"], capture_output=True, text=True, check=True)
-targets = {line.split(":")[0] for line in ninja.stdout.splitlines() if line.endswith(": phony")}
+# Files ninja can build, by their path in the build folder ("runtime/dtrain": target names can clash, the library and
+# the command are both "dtrain").
+outputs = {line.split(":")[0] for line in ninja.stdout.splitlines()}
 
 
 def command_of(test):
@@ -31,9 +33,9 @@ def command_of(test):
 wanted = set()
 for test in json.loads(listing.stdout)["tests"]:
     for argument in command_of(test):
-        name = os.path.basename(argument)
-        if argument.startswith(build + "/") and name in targets:
-            wanted.add(name)
+        relative = os.path.relpath(argument, build) if argument.startswith(build + "/") else None
+        if relative in outputs:
+            wanted.add(relative)
 if not wanted:
     sys.exit(f"test_targets.py: no test selected by {' '.join(ctest_args)} runs a program built in {build}")
 print(" ".join(sorted(wanted)))
