@@ -30,6 +30,12 @@ def run_dtrain(*args):
     return result
 
 
+def final_accuracy(result):
+    """The eval accuracy on the run's closing "dtrain: done" line, 0 if there is none."""
+    done = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
+    return float(done[0].split("eval accuracy ")[1].split()[0]) if done and "eval accuracy " in done[0] else 0.0
+
+
 # Data: 3 Gaussian blobs in 8 dimensions, made with h5py and sharded by dtrain-shard.
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 3, size=900).astype(np.uint8)
@@ -57,15 +63,13 @@ torch.jit.script(Net()).save(model)
 common = ["--train-data", data, "--eval-data", data, "--inputs", "features", "--targets", "labels",
           "--batch-size", "16", "--optimizer", "adam", "--lr", "0.01", "--progress", "lines"]
 result = run_dtrain("--torchscript", model, "--epochs", "3", *common)
-accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
-check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+check(result.returncode == 0 and final_accuracy(result) > 0.95,
       "TorchScript model trains to > 0.95 accuracy at 2 ranks", result.stdout + result.stderr)
 
 # The same data through a 2-stage pipeline of the built-in MLP (1F1B, 4 micro-batches per step).
 result = run_dtrain("--model", "mlp", "--pipeline-stages", "2", "--micro-batches", "4", "--epochs", "3", *common)
-accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
 check(result.returncode == 0 and "pipeline of 2 stages by parameters: stage 0: layers 0-2" in result.stdout
-      and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      and final_accuracy(result) > 0.95,
       "a 2-stage pipeline of the built-in MLP trains to > 0.95 accuracy", result.stdout + result.stderr)
 
 # A TorchScript user cuts the model themselves: one module file per stage.
@@ -83,8 +87,7 @@ torch.jit.script(Hidden()).save(stage_files[0])
 torch.jit.script(torch.nn.Linear(16, 3)).save(stage_files[1])
 result = run_dtrain("--stage-modules", ",".join(stage_files), "--pipeline-stages", "2", "--micro-batches", "2",
                     "--epochs", "3", *common)
-accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
-check(result.returncode == 0 and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+check(result.returncode == 0 and final_accuracy(result) > 0.95,
       "two TorchScript stage modules train as a pipeline to > 0.95 accuracy", result.stdout + result.stderr)
 
 def metrics(path):
@@ -121,9 +124,8 @@ check(result.returncode == 0 and sorted(line.split()[3] for line in warnings) ==
 
 # --partition time: the stages are cut by measured forward+backward time, and the pipeline trains.
 result = run_dtrain("--model", "mlp", "--pipeline-stages", "2", "--partition", "time", "--epochs", "3", *common)
-accuracy = [line for line in result.stdout.splitlines() if line.startswith("dtrain: done")]
 check(result.returncode == 0 and "pipeline of 2 stages by time: stage 0: layers 0-" in result.stdout
-      and accuracy and float(accuracy[0].split("eval accuracy ")[1].split()[0]) > 0.95,
+      and final_accuracy(result) > 0.95,
       "a pipeline cut by measured time trains to > 0.95 accuracy", result.stdout + result.stderr)
 
 result = run_dtrain("--dry-run")
