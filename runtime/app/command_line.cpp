@@ -70,6 +70,8 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   double bucket_mb = 25;
   double first_bucket_mb = 1;
   int micro_batches = 0;
+  bool checkpoint_all = false;
+  int checkpoint_every = 0;
   std::string stage_modules;
 
   po::options_description general("General");
@@ -135,7 +137,13 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "find-unused-parameters", po::bool_switch(&t.reducer.find_unused_parameters),
       "treat parameters without a gradient as zero gradients instead of an error")(
       "grad-compression", po::value(&compression)->default_value(compression),
-      "allreduce gradients as: none | bf16 | fp16");
+      "allreduce gradients as: none | bf16 | fp16")(
+      "zero-stage", po::value(&t.zero_stage)->default_value(t.zero_stage),
+      "ZeRO: 0 replicated | 1 shard the optimizer state | 2 also the gradients, over the replicas")(
+      "activation-checkpointing", po::bool_switch(&checkpoint_all),
+      "recompute every block's activations in backward instead of keeping them")(
+      "activation-checkpointing-every", po::value(&checkpoint_every),
+      "recompute the activations of every k-th block only (blocks 0, k, 2k, ...)");
 
   po::options_description pipeline("Pipeline parallelism");
   pipeline.add_options()("pipeline-stages", po::value(&c.pipeline.stages)->default_value(c.pipeline.stages),
@@ -284,6 +292,9 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   require(c.torchscript.empty() || c.pipeline.stages == 1,
           "--torchscript cannot be cut into stages; give one module per stage with --stage-modules");
   require(bucket_mb > 0 && first_bucket_mb > 0, "--bucket-mb and --first-bucket-mb must be positive");
+  require(!vm.count("activation-checkpointing-every") || checkpoint_every >= 1,
+          fmt::format("--activation-checkpointing-every must be >= 1 (got {})", checkpoint_every));
+  t.activation_checkpoint_every = checkpoint_every > 0 ? checkpoint_every : checkpoint_all ? 1 : 0;
   t.reducer.bucket_cap_bytes = static_cast<std::size_t>(bucket_mb * 1024 * 1024);
   t.reducer.first_bucket_bytes = static_cast<std::size_t>(first_bucket_mb * 1024 * 1024);
   if (compression == "bf16") {

@@ -92,6 +92,14 @@ def summarize(train, evals):
     return rows
 
 
+def training_state(record):
+    """The bytes of model state the fullest rank kept (the record of --zero-stage and its savings)."""
+    mib = lambda key: f"{record.get(key, 0) / 2**20:.2f} MiB"
+    return [(f"training state per rank (largest, --zero-stage {record.get('zero_stage', 0)})",
+             f"parameters {mib('parameters')}, gradients {mib('gradients')}, "
+             f"optimizer state {mib('optimizer_state')}")]
+
+
 def plot(train, evals, folder):
     import matplotlib
     matplotlib.use("Agg")
@@ -167,7 +175,8 @@ def main():
         fail(f"{args.metrics}: training records lack {', '.join(missing)}")
     print(f"dtrain run report: {args.metrics}\n")
     print("| figure | value |\n|---|---|")
-    for name, value in summarize(train, evals):
+    states = [r for r in records if r.get("event") == "training_state_bytes"]
+    for name, value in summarize(train, evals) + (training_state(states[-1]) if states else []):
         print(f"| {name} | {value} |")
     if args.plots:
         for path in plot(train, evals, args.plots):

@@ -32,9 +32,16 @@ struct Reducer::State {
   };
   struct Bucket {
     std::vector<std::size_t> params;
-    at::Tensor flat;  // the gradients, then one slot: how many of them got no gradient (summed over ranks)
+    std::int64_t numel = 0;        // gradient elements
+    std::int64_t shard_numel = 0;  // the bucket padded with zeros to size() * shard_numel
+    at::TensorOptions options;
+    // The gradients, the padding, then (allreduced buckets) one slot: how many of them got no gradient, summed over
+    // ranks. With shard_gradients only alive from the bucket's first gradient to its launch.
+    at::Tensor flat;
     // What travels: `flat`, or its compressed copy; in pinned host memory when staged (Note [Host staging]).
     at::Tensor wire;
+    at::Tensor shard;       // this rank's reduced shard: a view into `flat`, or (shard_gradients) its own tensor
+    at::Tensor wire_shard;  // shard_gradients: what the reduce-scatter receives (`shard`, compressed, or staged)
     std::size_t pending = 0;
     std::size_t unused_here = 0;
     comm::WorkPtr work;
@@ -61,12 +68,15 @@ struct Reducer::State {
       : comm(c), control(comm::ControlPlane::for_group(c)), options(std::move(o)) {}
 
   void build_buckets(const std::vector<std::size_t>& order);
+  void allocate_flat(Bucket& bucket);
+  void release_flat(Bucket& bucket);
   void mark_ready(std::size_t index);
   void launch_ready_buckets();
   void reset_for_next_iteration();
   void rebuild_from_ready_order();
   void verify_plan();
   std::string plan_text() const;
+  std::vector<at::Tensor> held_gradients() const;
 };
 
 namespace {
@@ -113,31 +123,61 @@ void Reducer::State::build_buckets(const std::vector<std::size_t>& order) {
 
   buckets.clear();
   buckets.resize(closed.size());
+  const std::int64_t world = comm.size();
   for (std::size_t b = 0; b < closed.size(); ++b) {
     Bucket& bucket = buckets[b];
     bucket.params = std::move(closed[b]);
-    int64_t total = 0;
-    for (std::size_t index : bucket.params) total += params[index].tensor.numel();
-    const at::Tensor& first = params[bucket.params.front()].tensor;
-    bucket.flat = at::zeros({total + 1}, first.options().requires_grad(false));
-    const c10::ScalarType wire_dtype = options.compression ? *options.compression : bucket.flat.scalar_type();
-    if (needs_host_staging(comm, bucket.flat)) {
-      bucket.wire = staging_buffer(bucket.flat, wire_dtype);
-    } else {
-      bucket.wire = options.compression ? bucket.flat.to(wire_dtype) : bucket.flat;
-    }
-    int64_t offset = 0;
     for (std::size_t index : bucket.params) {
-      Param& p = params[index];
-      p.bucket = b;
-      // An alias of the bucket's storage rather than an autograd view: optimizers' zero_grad() detaches gradients
-      // in place, which autograd forbids on views.
-      p.view = at::empty({0}, bucket.flat.options());
-      p.view.set_(bucket.flat.storage(), offset, p.tensor.sizes(), p.tensor.contiguous().strides());
-      offset += p.tensor.numel();
+      bucket.numel += params[index].tensor.numel();
+      params[index].bucket = b;
+    }
+    bucket.shard_numel = (bucket.numel + world - 1) / world;
+    bucket.options = params[bucket.params.front()].tensor.options().requires_grad(false);
+    const std::int64_t padded = bucket.shard_numel * world;
+    const c10::ScalarType wire_dtype = options.compression ? *options.compression : bucket.options.dtype().toScalarType();
+    const std::int64_t own_offset = comm.rank() * bucket.shard_numel;
+    if (!options.shard_gradients) {
+      allocate_flat(bucket);
+      bucket.shard = bucket.flat.narrow(0, own_offset, bucket.shard_numel);
+      if (needs_host_staging(comm, bucket.flat)) {
+        bucket.wire = staging_buffer(bucket.flat, wire_dtype);
+      } else {
+        bucket.wire = options.compression ? bucket.flat.to(wire_dtype) : bucket.flat;
+      }
+    } else {
+      bucket.shard = at::zeros({bucket.shard_numel}, bucket.options);
+      if (needs_host_staging(comm, bucket.shard)) {
+        // Pinned host memory is not the device memory stage 2 saves: the staging buffers stay.
+        bucket.wire = staging_buffer(at::empty({padded}, bucket.options), wire_dtype);
+        bucket.wire_shard = staging_buffer(bucket.shard, wire_dtype);
+      } else {
+        bucket.wire_shard = options.compression ? bucket.shard.to(wire_dtype) : bucket.shard;
+      }
     }
     bucket.pending = bucket.params.size();
   }
+}
+
+void Reducer::State::allocate_flat(Bucket& bucket) {
+  const std::int64_t padded = bucket.shard_numel * comm.size();
+  const std::int64_t slot = options.shard_gradients ? 0 : 1;
+  bucket.flat = at::empty({padded + slot}, bucket.options);
+  bucket.flat.narrow(0, bucket.numel, padded + slot - bucket.numel).zero_();
+  std::int64_t offset = 0;
+  for (std::size_t index : bucket.params) {
+    Param& p = params[index];
+    // An alias of the bucket's storage rather than an autograd view: optimizers' zero_grad() detaches gradients
+    // in place, which autograd forbids on views.
+    p.view = at::empty({0}, bucket.flat.options());
+    p.view.set_(bucket.flat.storage(), offset, p.tensor.sizes(), p.tensor.contiguous().strides());
+    offset += p.tensor.numel();
+  }
+}
+
+// shard_gradients, once the bucket is launched: the communicator keeps what it still reads alive (Buffer keepalive).
+void Reducer::State::release_flat(Bucket& bucket) {
+  bucket.flat = at::Tensor();
+  for (std::size_t index : bucket.params) params[index].view = at::Tensor();
 }
 
 void Reducer::State::mark_ready(std::size_t index) {
@@ -149,23 +189,37 @@ void Reducer::State::mark_ready(std::size_t index) {
   if (iteration == 0) ready_order.push_back(index);
   const at::Tensor grad = p.tensor.grad();
   at::NoGradGuard no_grad;
+  Bucket& bucket = buckets[p.bucket];
+  if (!bucket.flat.defined()) allocate_flat(bucket);
   if (!grad.defined()) {
     p.view.zero_();
   } else if (grad.data_ptr() != p.view.data_ptr()) {
     p.view.copy_(grad);
   }
   p.view.div_(static_cast<double>(comm.size()));
-  Bucket& bucket = buckets[p.bucket];
+  if (options.shard_gradients) p.tensor.mutable_grad() = at::Tensor();  // the bucket has it; autograd's copy goes
   if (--bucket.pending == 0) launch_ready_buckets();
 }
 
 void Reducer::State::launch_ready_buckets() {
   while (next_to_launch < buckets.size() && buckets[next_to_launch].pending == 0) {
     Bucket& bucket = buckets[next_to_launch++];
-    bucket.flat[bucket.flat.numel() - 1].fill_(static_cast<double>(bucket.unused_here));
-    if (!bucket.wire.is_same(bucket.flat)) bucket.wire.copy_(bucket.flat);
     bucket.launched_at = std::chrono::steady_clock::now();
-    bucket.work = comm.allreduce(bucket.wire, comm::ReduceOp::kSum);
+    if (!options.shard_gradients) {
+      bucket.flat[bucket.flat.numel() - 1].fill_(static_cast<double>(bucket.unused_here));
+      if (!bucket.wire.is_same(bucket.flat)) bucket.wire.copy_(bucket.flat);
+      bucket.work = comm.allreduce(bucket.wire, comm::ReduceOp::kSum);
+      continue;
+    }
+    at::Tensor wire = bucket.flat;
+    if (bucket.wire.defined()) {
+      bucket.wire.copy_(bucket.flat);
+      wire = bucket.wire;
+    } else if (options.compression) {
+      wire = bucket.flat.to(*options.compression);
+    }
+    bucket.work = comm.reduce_scatter(bucket.wire_shard, wire, comm::ReduceOp::kSum);
+    release_flat(bucket);
   }
 }
 
@@ -228,6 +282,9 @@ Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> b
       *state_->options.compression != at::kHalf) {
     throw ReducerError("gradient compression must be bfloat16 or float16");
   }
+  if (state_->options.shard_gradients && state_->options.rebuild_buckets) {
+    throw ReducerError("sharded gradients need a fixed bucket plan: turn rebuild_buckets off");
+  }
 
   // Same model everywhere? Compare one hash; on a difference, find and name it on every rank.
   if (const std::string difference = model_difference(parameters, buffers, *state_->control); !difference.empty()) {
@@ -285,8 +342,9 @@ void Reducer::finish_backward() {
   for (State::Param& p : s.params) {
     if (p.ready) continue;
     p.ready = true;
-    p.view.zero_();
     State::Bucket& bucket = s.buckets[p.bucket];
+    if (!bucket.flat.defined()) s.allocate_flat(bucket);
+    p.view.zero_();
     ++bucket.unused_here;
     --bucket.pending;
     s.unused_here.push_back(p.name);
@@ -294,21 +352,30 @@ void Reducer::finish_backward() {
   s.launched_in_backward = s.next_to_launch;
   s.launch_ready_buckets();
 
-  // On a GPU, wait() orders the compute stream after the bucket's allreduce without blocking the host; the one host
-  // read is the unused-parameter count, summed over the buckets on the device first.
-  std::vector<at::Tensor> unused_counts;
-  for (std::size_t b = 0; b < s.buckets.size(); ++b) {
-    State::Bucket& bucket = s.buckets[b];
-    bucket.work->wait();
-    if (!bucket.wire.is_same(bucket.flat)) bucket.flat.copy_(bucket.wire);
-    unused_counts.push_back(bucket.flat.narrow(0, bucket.flat.numel() - 1, 1));
+  // On a GPU, wait() orders the compute stream after the bucket's collective without blocking the host; the one
+  // host read is the unused-parameter count, summed over the buckets on the device first (or, for reduce-scattered
+  // buckets, which have no count slot, summed on the control plane while they travel).
+  double unused_anywhere = 0;
+  if (s.options.shard_gradients) {
+    unused_anywhere = static_cast<double>(s.control->sum(static_cast<std::int64_t>(s.unused_here.size())));
+    for (State::Bucket& bucket : s.buckets) {
+      bucket.work->wait();
+      if (!bucket.wire_shard.is_same(bucket.shard)) bucket.shard.copy_(bucket.wire_shard);
+    }
+  } else {
+    std::vector<at::Tensor> unused_counts;
+    for (State::Bucket& bucket : s.buckets) {
+      bucket.work->wait();
+      if (!bucket.wire.is_same(bucket.flat)) bucket.flat.copy_(bucket.wire);
+      unused_counts.push_back(bucket.flat.narrow(0, bucket.flat.numel() - 1, 1));
+    }
+    unused_anywhere = at::cat(unused_counts).sum().item<double>();
   }
-  const double unused_anywhere = at::cat(unused_counts).sum().item<double>();
   // Every allreduce has finished now (the read waited for them); a GPU's work reports when the host first saw it.
   for (std::size_t b = 0; b < s.buckets.size(); ++b) {
     State::Bucket& bucket = s.buckets[b];
     if (bucket.work->status() != comm::WorkStatus::kSucceeded) continue;
-    Timeline::instance().add("allreduce bucket", "communication", bucket.launched_at, bucket.work->finished_at(),
+    Timeline::instance().add(s.options.shard_gradients ? "reduce-scatter bucket" : "allreduce bucket", "communication", bucket.launched_at, bucket.work->finished_at(),
                              Lane::kCommunication, static_cast<std::int64_t>(b));
   }
   if (unused_anywhere > 0 && !s.options.find_unused_parameters) {
@@ -323,6 +390,7 @@ void Reducer::finish_backward() {
     throw ReducerError(message);
   }
   for (State::Param& p : s.params) {
+    if (s.options.shard_gradients) break;  // a parameter keeps no gradient: its shard is on some rank
     if (!p.tensor.grad().defined() || p.tensor.grad().data_ptr() != p.view.data_ptr()) {
       p.tensor.mutable_grad() = p.view;
     }
@@ -343,10 +411,18 @@ Reducer::NoSync::~NoSync() {
   --reducer_.state_->no_sync_depth;
 }
 
+// The reduced gradients this rank holds: whole buckets (their padding is zeros), or its shards.
+std::vector<at::Tensor> Reducer::State::held_gradients() const {
+  std::vector<at::Tensor> gradients;
+  for (const Bucket& bucket : buckets) {
+    gradients.push_back(options.shard_gradients ? bucket.shard : bucket.flat.narrow(0, 0, bucket.flat.numel() - 1));
+  }
+  return gradients;
+}
+
 Reducer::GradientChecks Reducer::check_gradients(std::optional<double> inv_scale, bool with_norm) {
   at::NoGradGuard no_grad;
-  std::vector<at::Tensor> gradients;
-  for (State::Bucket& bucket : state_->buckets) gradients.push_back(bucket.flat.narrow(0, 0, bucket.flat.numel() - 1));
+  const std::vector<at::Tensor> gradients = state_->held_gradients();
   // [non-finite flag, then one sum of squares per bucket], in double, on the gradients' device.
   std::vector<at::Tensor> figures;
   if (inv_scale) {
@@ -363,19 +439,54 @@ Reducer::GradientChecks Reducer::check_gradients(std::optional<double> inv_scale
     }
   }
   const at::Tensor host = at::cat(figures).cpu();
-  const double* values = host.data_ptr<double>();
+  std::vector<double> values(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
+  if (state_->options.shard_gradients) values = state_->control->sum(std::move(values));  // over the shards
   GradientChecks checks;
   checks.non_finite = values[0] != 0;
   // Summed on the host in bucket order: the same rounding on every rank and in every run.
   double sum_of_squares = 0;
-  for (std::int64_t b = 1; b < host.numel(); ++b) sum_of_squares += values[b];
+  for (std::size_t b = 1; b < values.size(); ++b) sum_of_squares += values[b];
   checks.norm = std::sqrt(sum_of_squares);
   return checks;
 }
 
 void Reducer::scale_gradients(double factor) {
   at::NoGradGuard no_grad;
-  for (State::Bucket& bucket : state_->buckets) bucket.flat.narrow(0, 0, bucket.flat.numel() - 1).mul_(factor);
+  for (const at::Tensor& gradient : state_->held_gradients()) gradient.mul_(factor);
+}
+
+std::vector<Reducer::BucketLayout> Reducer::layout() const {
+  std::vector<BucketLayout> out;
+  for (const State::Bucket& bucket : state_->buckets) {
+    BucketLayout layout;
+    layout.numel = bucket.numel;
+    layout.shard_numel = bucket.shard_numel;
+    std::int64_t offset = 0;
+    for (std::size_t index : bucket.params) {
+      layout.parameters.push_back(state_->params[index].tensor);
+      layout.offsets.push_back(offset);
+      offset += state_->params[index].tensor.numel();
+    }
+    out.push_back(std::move(layout));
+  }
+  return out;
+}
+
+at::Tensor Reducer::gradient_shard(std::size_t bucket) const {
+  return state_->buckets.at(bucket).shard;
+}
+
+bool Reducer::plan_is_final() const {
+  return !state_->options.rebuild_buckets || state_->iteration > 0;
+}
+
+std::int64_t Reducer::gradient_bytes() const {
+  std::int64_t bytes = 0;
+  for (const State::Bucket& bucket : state_->buckets) {
+    const at::Tensor& held = state_->options.shard_gradients ? bucket.shard : bucket.flat;
+    bytes += held.numel() * static_cast<std::int64_t>(held.element_size());
+  }
+  return bytes;
 }
 
 std::vector<std::vector<std::size_t>> Reducer::bucket_plan() const {

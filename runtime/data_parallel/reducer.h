@@ -18,6 +18,11 @@
 //    unused, and every rank raises the same error (or, with find_unused_parameters, treats it as a zero gradient).
 //  - Because every rank ends with bit-identical reduced buckets, anything computed from them alone (the AMP
 //    found-inf flag, a gradient norm) is identical on every rank without another collective.
+//  - Every bucket is padded with zeros to a multiple of the world size, so that it splits into one equal shard per
+//    rank: shard r is elements [r * shard_numel, (r + 1) * shard_numel) (Note [Optimizer shards]). With
+//    shard_gradients (ZeRO stage 2) a bucket is reduce-scattered instead of allreduced: each rank receives only its
+//    shard, the full bucket lives only from its first gradient to its launch, parameters keep no .grad, the unused
+//    counts travel on the control plane, and the figures (found-inf, norm) are summed over the shards.
 
 #include <ATen/core/Tensor.h>
 
@@ -48,6 +53,9 @@ struct ReducerOptions {
   bool rebuild_buckets = true;
   // Allreduce the buckets in this dtype (kBFloat16 or kHalf) to halve the traffic; gradients are cast back after.
   std::optional<c10::ScalarType> compression;
+  // ZeRO stage 2: reduce-scatter each bucket, keep only this rank's shard (needs rebuild_buckets off: the
+  // optimizer's shards follow the first plan).
+  bool shard_gradients = false;
 };
 
 class Reducer {
@@ -87,9 +95,24 @@ class Reducer {
   // LibTorch 2.x, see runtime/model/torch_compat.h); non_finite then describes the gradients before. The norm is
   // that of the gradients after. Computed on the gradients' device and read back together: one host
   // synchronisation on a GPU.
+  // With shard_gradients, each rank checks its shards and the figures are summed on the control plane.
   GradientChecks check_gradients(std::optional<double> inv_scale, bool with_norm);
-  // Multiplies every reduced gradient by `factor` (clipping), one operation per bucket.
+  // Multiplies every reduced gradient this rank holds by `factor` (clipping), one operation per bucket.
   void scale_gradients(double factor);
+
+  // Where each parameter lies in the flat space of its bucket, for the sharded optimizer (Note [Optimizer shards]).
+  struct BucketLayout {
+    std::vector<at::Tensor> parameters;  // in bucket order
+    std::vector<std::int64_t> offsets;   // of each parameter's first element
+    std::int64_t numel = 0;              // gradient elements, padding excluded
+    std::int64_t shard_numel = 0;        // elements per rank: the padded bucket is size() * shard_numel
+  };
+  std::vector<BucketLayout> layout() const;
+  // This rank's shard of bucket `bucket`'s reduced gradients (shard_numel elements). The same tensor every
+  // iteration: a view into the bucket, or with shard_gradients the reduce-scatter's output.
+  at::Tensor gradient_shard(std::size_t bucket) const;
+  // Whether the plan can still change (rebuilt after the first iteration).
+  bool plan_is_final() const;
 
   // The bucket plan: parameter indices per bucket, in launch order.
   std::vector<std::vector<std::size_t>> bucket_plan() const;
@@ -98,6 +121,8 @@ class Reducer {
   // How many buckets of the last reduced iteration were handed to the communicator while backward was still running
   // (the overlap); the rest were launched by finish_backward.
   std::size_t buckets_launched_in_backward() const;
+  // Bytes of gradient memory the reducer holds between steps (buckets, or shards with shard_gradients).
+  std::int64_t gradient_bytes() const;
 
   struct State;
 

@@ -23,4 +23,14 @@ void broadcast_in_place(comm::Communicator& comm, const at::Tensor& tensor, int 
   tensor.copy_(host);
 }
 
+void allgather_in_place(comm::Communicator& comm, const at::Tensor& whole) {
+  const std::int64_t slice = whole.numel() / comm.size();
+  const bool staged = needs_host_staging(comm, whole);
+  const at::Tensor wire = staged ? staging_buffer(whole, whole.scalar_type()) : whole;
+  const at::Tensor own = wire.narrow(0, comm.rank() * slice, slice);
+  if (staged) own.copy_(whole.narrow(0, comm.rank() * slice, slice));
+  comm.allgather(wire, own)->wait();
+  if (staged) whole.copy_(wire);
+}
+
 }  // namespace dtrain::runtime

@@ -23,4 +23,8 @@ at::Tensor staging_buffer(const at::Tensor& tensor, c10::ScalarType dtype);
 // comm.broadcast(tensor, root), through a host copy when needs_host_staging. Blocks until `tensor` holds root's values.
 void broadcast_in_place(comm::Communicator& comm, const at::Tensor& tensor, int root);
 
+// `whole` holds size() equal slices; each rank's own slice is sent to every rank, in place, through a host copy when
+// needs_host_staging. Blocks until `whole` holds every rank's slice.
+void allgather_in_place(comm::Communicator& comm, const at::Tensor& whole);
+
 }  // namespace dtrain::runtime

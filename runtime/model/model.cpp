@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "runtime/model/activation_checkpoint.h"
+
 namespace dtrain::runtime {
 
 std::int64_t TrainableModel::parameter_count() {
@@ -33,7 +35,27 @@ SequentialModel::SequentialModel(std::string name, torch::nn::Sequential module)
     : name_(std::move(name)), module_(std::move(module)) {}
 
 at::Tensor SequentialModel::forward(const at::Tensor& input) {
-  return module_->forward(input);
+  if (checkpoint_every_ == 0) return module_->forward(input);
+  at::Tensor x = input;
+  std::size_t index = 0;
+  for (torch::nn::AnyModule& block : *module_) {
+    torch::nn::AnyModule* module = &block;
+    const auto run = [module](const at::Tensor& in) { return module->forward(in); };
+    x = index++ % static_cast<std::size_t>(checkpoint_every_) == 0 ? checkpointed(run, x) : run(x);
+  }
+  return x;
+}
+
+void SequentialModel::checkpoint_activations(int every) {
+  if (every < 0) throw std::invalid_argument("--activation-checkpointing-every must be >= 1");
+  checkpoint_every_ = every;
+}
+
+void TrainableModel::checkpoint_activations(int every) {
+  if (every == 0) return;
+  throw std::invalid_argument(fmt::format(
+      "--activation-checkpointing needs a model made of blocks (a built-in model); {} is one opaque module",
+      name()));
 }
 
 std::vector<NamedTensor> SequentialModel::parameters() {

@@ -24,6 +24,10 @@ class TrainableModel {
   virtual void set_training(bool training) = 0;
   // Moves parameters and buffers to `device` (before an optimizer or a reducer holds them).
   virtual void to(const c10::Device& device) = 0;
+  // Recompute the activations of every `every`-th block (blocks 0, every, 2 * every, ...) in backward instead of
+  // keeping them (runtime/model/activation_checkpoint.h); 0 keeps them all. Only a model made of blocks can; the
+  // others throw std::invalid_argument.
+  virtual void checkpoint_activations(int every);
   // Where the parameters are (the CPU for a model without any).
   c10::Device device();
   std::int64_t parameter_count();
@@ -41,11 +45,13 @@ class SequentialModel final : public TrainableModel {
   std::vector<NamedTensor> buffers() override;
   void set_training(bool training) override;
   void to(const c10::Device& device) override;
+  void checkpoint_activations(int every) override;
   torch::nn::Sequential& module() { return module_; }
 
  private:
   std::string name_;
   torch::nn::Sequential module_;
+  int checkpoint_every_ = 0;
 };
 
 class ScriptModel final : public TrainableModel {

@@ -16,6 +16,8 @@
 #include <mutex>
 #include <regex>
 
+#include "comm/error.h"
+
 namespace dtrain::runtime {
 
 namespace fs = std::filesystem;
@@ -96,6 +98,39 @@ std::vector<std::pair<std::int64_t, std::string>> checkpoints_in(const std::stri
   return found;
 }
 
+// Removes the optimizer shards of the checkpoint `main` (a main file's path), or the unfinished shard writes of this
+// part.
+void remove_optimizer_shards(const std::string& folder, const std::string& part, const std::string& main) {
+  const std::string stem = fs::path(main).stem().string();  // "checkpoint-000000038[.part]"
+  const std::regex unfinished("checkpoint-[0-9]+" + (part.empty() ? std::string() : "\\." + part) +
+                              "\\.optimizer-[0-9]+-of-[0-9]+\\.pt\\.tmp");
+  std::error_code ec;
+  std::vector<fs::path> doomed;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    const std::string file = entry.path().filename().string();
+    const bool of_main = !main.empty() && file.rfind(stem + ".optimizer-", 0) == 0;
+    if (of_main || (main.empty() && std::regex_match(file, unfinished))) doomed.push_back(entry.path());
+  }
+  for (const auto& file : doomed) fs::remove(file, ec);
+}
+
+// Writes `archive` to `path` through a temporary file (Note [Atomic checkpoints]).
+void write_atomically(torch::serialize::OutputArchive& archive, const std::string& path) {
+  const std::string temporary = path + ".tmp";
+  try {
+    SyncedFile file(temporary);
+    archive.save_to([&](const void* data, std::size_t size) { return file.write(data, size); });
+    file.sync_and_close();
+    if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+      throw CheckpointError(fmt::format("renaming {} to {} failed: {}", temporary, path, std::strerror(errno)));
+    }
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(temporary, ec);
+    throw;
+  }
+}
+
 // A pipeline stage's own part of each checkpoint: "stage1-of-2" ("" without a pipeline).
 std::string part_name(int stage, int stages) {
   return stages > 1 ? fmt::format("stage{}-of-{}", stage, stages) : "";
@@ -149,9 +184,32 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
   const at::Tensor all_device_rng = device_rng.defined() ? gather_rows(control, device_rng) : at::Tensor();
 
   const std::string path = path_for(state.step);
+  const bool sharded = contents.optimizer != nullptr && !contents.optimizer_shard_layout.empty();
+  auto failed = [&](const std::string& what) {
+    const auto previous = latest();
+    return fmt::format("writing checkpoint {} failed: {}; {}", path, first_line(what),
+                       previous ? "the previous checkpoint " + *previous + " is intact" : "no earlier checkpoint");
+  };
+  if (sharded) {
+    const std::string shard = optimizer_shard_file(path, control.rank(), control.size());
+    std::string error;
+    try {
+      torch::serialize::OutputArchive archive;
+      contents.optimizer->save(archive);
+      write_atomically(archive, shard);
+    } catch (const std::exception& e) {
+      error = failed(e.what());
+    }
+    try {
+      control.raise_if_any_failed(error);
+    } catch (const comm::AgreedError&) {
+      std::error_code ec;
+      fs::remove(shard, ec);  // the step has no checkpoint: none of its shards stays
+      throw;
+    }
+  }
   std::string error;
   if (control.rank() == 0) {
-    const std::string temporary = path + ".tmp";
     try {
       nlohmann::json meta = {{"format", kFormat},
                              {"model", contents.model_name},
@@ -166,42 +224,44 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
                              {"extra", extra_of(state)},
                              {"parameters", signatures(contents.parameters)},
                              {"buffers", signatures(contents.buffers)}};
+      if (sharded) meta["optimizer_shards"] = contents.optimizer_shard_layout;
       torch::serialize::OutputArchive archive;
       archive.write("meta", c10::IValue(meta.dump()));
       archive.write("parameters", c10::IValue(detached(contents.parameters)));
       archive.write("buffers", c10::IValue(detached(contents.buffers)));
       archive.write("rng", all_rng);
       if (all_device_rng.defined()) archive.write("device_rng", all_device_rng);
-      if (contents.optimizer != nullptr) {
+      if (contents.optimizer != nullptr && !sharded) {
         torch::serialize::OutputArchive optimizer;
         contents.optimizer->save(optimizer);
         archive.write("optimizer", optimizer);
       }
-      SyncedFile file(temporary);
-      archive.save_to([&](const void* data, std::size_t size) { return file.write(data, size); });
-      file.sync_and_close();
-      if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-        throw CheckpointError(fmt::format("renaming {} to {} failed: {}", temporary, path, std::strerror(errno)));
-      }
+      write_atomically(archive, path);
       sync_folder(folder_);
       auto existing = checkpoints_in(folder_, part_);
       for (std::size_t i = 0; i + static_cast<std::size_t>(keep_) < existing.size(); ++i) {
         std::error_code ec;
         fs::remove(existing[i].second, ec);
+        remove_optimizer_shards(folder_, part_, existing[i].second);
       }
       for (const auto& [step, unfinished] : checkpoints_in(folder_, part_, /*temporaries=*/true)) {
         std::error_code ec;
         fs::remove(unfinished, ec);
       }
+      remove_optimizer_shards(folder_, part_, "");
     } catch (const std::exception& e) {
-      std::error_code ec;
-      fs::remove(temporary, ec);
-      const auto previous = latest();
-      error = fmt::format("writing checkpoint {} failed: {}; {}", path, first_line(e.what()),
-                          previous ? "the previous checkpoint " + *previous + " is intact" : "no earlier checkpoint");
+      error = failed(e.what());
     }
   }
-  control.raise_if_any_failed(error);
+  try {
+    control.raise_if_any_failed(error);
+  } catch (const comm::AgreedError&) {
+    if (sharded) {
+      std::error_code ec;
+      fs::remove(optimizer_shard_file(path, control.rank(), control.size()), ec);
+    }
+    throw;
+  }
   return path;
 }
 
@@ -220,6 +280,11 @@ std::optional<std::string> CheckpointStore::latest() const {
   auto found = checkpoints_in(folder_, part_);
   if (found.empty()) return std::nullopt;
   return found.back().second;
+}
+
+std::string optimizer_shard_file(const std::string& checkpoint, int rank, int ranks) {
+  const std::string stem = checkpoint.substr(0, checkpoint.size() - std::string(".pt").size());
+  return fmt::format("{}.optimizer-{}-of-{}.pt", stem, rank, ranks);
 }
 
 std::string stage_file_of(const std::string& path, int stage, int stages) {
@@ -264,6 +329,32 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
   };
   compare("parameters", contents.parameters);
   compare("buffers", contents.buffers);
+  const std::string saved_shards = meta.value("optimizer_shards", "");
+  if (contents.optimizer != nullptr && saved_shards != contents.optimizer_shard_layout) {
+    if (saved_shards.empty()) fail("its optimizer state is not sharded (--zero-stage 0); resume with --zero-stage 0");
+    if (contents.optimizer_shard_layout.empty()) {
+      fail("its optimizer state is sharded (--zero-stage 1 or 2); resume with --zero-stage 1 or 2");
+    }
+    fail(fmt::format("its optimizer shards are cut as {}, this run cuts them as {}", saved_shards,
+                     contents.optimizer_shard_layout));
+  }
+  // Every rank reads its own shard: one rank's problem is every rank's error (no rank goes on training alone).
+  torch::serialize::InputArchive shard;
+  if (contents.optimizer != nullptr && !saved_shards.empty()) {
+    const std::string file = optimizer_shard_file(path, control.rank(), control.size());
+    std::string problem;
+    if (!fs::exists(file)) {
+      problem = fmt::format("checkpoint {}: its optimizer shard {} is missing", path, file);
+    } else {
+      try {
+        shard.load_from(file, device_of(contents));
+      } catch (const std::exception& e) {
+        problem = fmt::format("checkpoint {}: its optimizer shard {} cannot be read: {}", path, file,
+                              first_line(e.what()));
+      }
+    }
+    control.raise_if_any_failed(problem);
+  }
 
   try {
     at::NoGradGuard no_grad;
@@ -275,7 +366,9 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
     };
     restore("parameters", contents.parameters);
     restore("buffers", contents.buffers);
-    if (contents.optimizer != nullptr) {
+    if (contents.optimizer != nullptr && !saved_shards.empty()) {
+      contents.optimizer->load(shard);
+    } else if (contents.optimizer != nullptr) {
       torch::serialize::InputArchive optimizer;
       if (!archive.try_read("optimizer", optimizer)) fail("it has no optimizer state");
       contents.optimizer->load(optimizer);

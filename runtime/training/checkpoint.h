@@ -1,6 +1,9 @@
 #pragma once
 // Checkpoints: everything a run needs to continue bit for bit — model, optimizer, loss scaler, sampler position,
-// every rank's RNG state, step and epoch — in one file written by rank 0.
+// every rank's RNG state, step and epoch — in one file written by rank 0. With a sharded optimizer (Note [Optimizer
+// shards]) every rank also writes its own shard of the optimizer state beside it,
+// "checkpoint-<step>[.<part>].optimizer-<rank>-of-<ranks>.pt", before rank 0 writes the main file, whose metadata
+// names the shard layout: a main file under its final name means that every shard was written.
 // Note [Atomic checkpoints]: a checkpoint is written to a temporary file in the same folder, fsync'ed, renamed over
 // its final name and the folder fsync'ed; only then are checkpoints beyond the last `keep` removed, with the
 // temporary files of writes that a killed process never finished (they are never read: only final names count). A
@@ -37,6 +40,9 @@ struct CheckpointContents {
   // run resumes on CPU ranks and the other way round); its random state is saved beside the CPU generator's, and
   // restored when the checkpoint was written on the same kind of device. Null: the CPU.
   ComputeDevice* device = nullptr;
+  // ModelOptimizer::shard_layout(): "" when `optimizer` holds the state of every parameter; otherwise `optimizer` is
+  // this rank's shard, written to and read from its own file.
+  std::string optimizer_shard_layout = {};
 };
 
 class CheckpointStore {
@@ -71,7 +77,12 @@ std::string stage_file_of(const std::string& path, int stage, int stages);
 
 // Collective over `control`: every rank reads `path` into `contents` and restores its own RNG state. Throws
 // CheckpointError naming the file and the problem: missing or unreadable file, another model (names, shapes), another
-// world size.
+// world size, optimizer state sharded otherwise; comm::AgreedError on every rank if a rank's optimizer shard is
+// missing or unreadable.
+
+// The file of rank `rank`'s optimizer shard of the checkpoint `checkpoint` (a main file).
+std::string optimizer_shard_file(const std::string& checkpoint, int rank, int ranks);
+
 TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& path, CheckpointContents& contents);
 
 }  // namespace dtrain::runtime

@@ -11,13 +11,9 @@ namespace dtrain::runtime {
 using comm::seconds_since;
 using comm::SteadyClock;
 
-DataParallelStep::DataParallelStep(TrainableModel& model, Precision precision, comm::Communicator& replicas,
-                                   const ReducerOptions& reducer, GradScaler& scaler, OptimizerUpdate& update)
-    : model_(model),
-      precision_(precision),
-      reducer_(std::make_unique<Reducer>(model.parameters(), model.buffers(), replicas, reducer)),
-      scaler_(scaler),
-      update_(update) {}
+DataParallelStep::DataParallelStep(TrainableModel& model, Precision precision, Reducer& reducer, GradScaler& scaler,
+                                   OptimizerUpdate& update)
+    : model_(model), precision_(precision), reducer_(reducer), scaler_(scaler), update_(update) {}
 
 StepResult DataParallelStep::run(const std::vector<Batch>& batches, std::int64_t step, StepTimes& times) {
   StepResult result;
@@ -33,7 +29,7 @@ StepResult DataParallelStep::run(const std::vector<Batch>& batches, std::int64_t
     t = SteadyClock::now();
     const at::Tensor scaled = scaler_.scale_loss(loss / micro_batches);
     if (i + 1 < batches.size()) {
-      Reducer::NoSync no_sync(*reducer_);  // accumulate locally; the step's last backward reduces the sum
+      Reducer::NoSync no_sync(reducer_);  // accumulate locally; the step's last backward reduces the sum
       scaled.backward();
     } else {
       scaled.backward();
@@ -43,7 +39,7 @@ StepResult DataParallelStep::run(const std::vector<Batch>& batches, std::int64_t
                              static_cast<std::int64_t>(i));
   }
   result.loss_sum = loss_sum.item<double>();
-  result.skipped = finish_and_apply(*reducer_, update_, step, result.loss_sum / micro_batches, times);
+  result.skipped = finish_and_apply(reducer_, update_, step, result.loss_sum / micro_batches, times);
   return result;
 }
 

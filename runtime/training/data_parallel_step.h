@@ -3,8 +3,6 @@
 // of the step's last backward are reduced across the replicas while that backward runs (Note [Gradient buckets]),
 // the earlier ones only accumulate.
 
-#include <memory>
-
 #include "runtime/model/model.h"
 #include "runtime/training/optimizer_update.h"
 #include "runtime/training/precision.h"
@@ -14,20 +12,20 @@ namespace dtrain::runtime {
 
 class DataParallelStep final : public TrainingStep {
  public:
-  // Collective over `replicas` (builds the reducer, which broadcasts rank 0's weights).
-  DataParallelStep(TrainableModel& model, Precision precision, comm::Communicator& replicas,
-                   const ReducerOptions& reducer, GradScaler& scaler, OptimizerUpdate& update);
+  // `reducer` averages `model`'s gradients over the replicas; `update` steps with them.
+  DataParallelStep(TrainableModel& model, Precision precision, Reducer& reducer, GradScaler& scaler,
+                   OptimizerUpdate& update);
 
   StepResult run(const std::vector<Batch>& batches, std::int64_t step, StepTimes& times) override;
   at::Tensor predict(const at::Tensor& inputs) override;
   bool computes_loss() const override { return true; }
-  Reducer& reducer() override { return *reducer_; }
+  Reducer& reducer() override { return reducer_; }
   int peak_live_activations() const override { return 0; }
 
  private:
   TrainableModel& model_;
   Precision precision_;
-  std::unique_ptr<Reducer> reducer_;
+  Reducer& reducer_;
   GradScaler& scaler_;
   OptimizerUpdate& update_;
 };

@@ -7,13 +7,11 @@
 #include <stdexcept>
 
 #include "comm/clock.h"
-#include "runtime/model/torch_compat.h"
 #include "runtime/observability/timeline.h"
-#include "runtime/training/optimizers.h"
 
 namespace dtrain::runtime {
 
-OptimizerUpdate::OptimizerUpdate(UpdateOptions options, torch::optim::Optimizer& optimizer, const LrSchedule& lr,
+OptimizerUpdate::OptimizerUpdate(UpdateOptions options, ModelOptimizer& optimizer, const LrSchedule& lr,
                                  GradScaler& scaler, comm::ControlPlane& world, comm::ControlPlane* pipeline)
     : options_(options), optimizer_(optimizer), lr_(lr), scaler_(scaler), world_(world), pipeline_(pipeline) {}
 
@@ -36,10 +34,10 @@ bool OptimizerUpdate::apply(Reducer& gradients, std::int64_t step, double local_
     if (options_.clip_grad_norm > 0 && norm > options_.clip_grad_norm) {
       gradients.scale_gradients(options_.clip_grad_norm / (norm + 1e-6));
     }
-    set_learning_rate(optimizer_, lr_.lr_at(step));
+    optimizer_.set_learning_rate(lr_.lr_at(step));
     optimizer_.step();
   }
-  compat::zero_grad_in_place(optimizer_);
+  optimizer_.zero_grad();
   scaler_.update(found_inf);
   return found_inf;
 }

@@ -6,14 +6,13 @@
 // the reduced gradients, which are identical on every replica (Note [Loss scale agreement]); a pipeline stage holds
 // only its own layers, so there the figures are also summed along the pipeline before anyone decides.
 
-#include <torch/optim/optimizer.h>
-
 #include <cstdint>
 
 #include "comm/control_plane.h"
 #include "runtime/data_parallel/reducer.h"
 #include "runtime/training/grad_scaler.h"
 #include "runtime/training/lr_schedule.h"
+#include "runtime/training/model_optimizer.h"
 #include "runtime/training/training_step.h"
 
 namespace dtrain::runtime {
@@ -27,7 +26,7 @@ class OptimizerUpdate {
  public:
   // `world` names the ranks of a non-finite loss in the error; `pipeline`, when the model is cut into stages, is
   // the control plane along which the stages agree.
-  OptimizerUpdate(UpdateOptions options, torch::optim::Optimizer& optimizer, const LrSchedule& lr, GradScaler& scaler,
+  OptimizerUpdate(UpdateOptions options, ModelOptimizer& optimizer, const LrSchedule& lr, GradScaler& scaler,
                   comm::ControlPlane& world, comm::ControlPlane* pipeline);
 
   // Step `step` with the reduced gradients of `gradients`; `local_loss` is this rank's mean loss of the step (for
@@ -38,7 +37,7 @@ class OptimizerUpdate {
   std::string where_losses_were_not_finite(double local_loss);
 
   UpdateOptions options_;
-  torch::optim::Optimizer& optimizer_;
+  ModelOptimizer& optimizer_;
   const LrSchedule& lr_;
   GradScaler& scaler_;
   comm::ControlPlane& world_;

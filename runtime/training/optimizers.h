@@ -3,6 +3,7 @@
 
 #include <torch/optim/optimizer.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,5 +29,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& 
                                                         const std::vector<at::Tensor>& parameters);
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+
+// Bytes of the state `optimizer` keeps (momentum buffers, Adam's moments); 0 before its first step.
+std::int64_t optimizer_state_bytes(torch::optim::Optimizer& optimizer);
 
 }  // namespace dtrain::runtime

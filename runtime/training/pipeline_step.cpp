@@ -7,13 +7,12 @@
 namespace dtrain::runtime {
 
 PipelineStep::PipelineStep(TrainableModel& stage, Precision precision, ParallelGrid& grid, ScheduleKind schedule,
-                           int micro_batches, const ReducerOptions& reducer, GradScaler& scaler,
-                           OptimizerUpdate& update)
+                           int micro_batches, Reducer& reducer, GradScaler& scaler, OptimizerUpdate& update)
     : stage_(stage),
       precision_(precision),
       engine_(*grid.pipeline, *grid.pipeline_control, make_schedule(schedule, grid.stages, grid.stage, micro_batches),
               micro_batches, stage.device()),
-      reducer_(std::make_unique<Reducer>(stage.parameters(), stage.buffers(), *grid.data, reducer)),
+      reducer_(reducer),
       scaler_(scaler),
       update_(update) {}
 
@@ -30,14 +29,14 @@ StepResult PipelineStep::run(const std::vector<Batch>& batches, std::int64_t ste
     unscaled = loss.item<double>();
     return scaler_.scale_loss(loss / micro_batches);
   };
-  const PipelineStepStats stats = engine_.train_step(functions, inputs, reducer_.get());
+  const PipelineStepStats stats = engine_.train_step(functions, inputs, &reducer_);
   times.forward += stats.forward_s;
   times.backward += stats.backward_s;
   times.pipeline_wait += stats.transfer_wait_s;
 
   StepResult result;
   result.loss_sum = stats.loss;
-  result.skipped = finish_and_apply(*reducer_, update_, step, stats.loss / micro_batches, times);
+  result.skipped = finish_and_apply(reducer_, update_, step, stats.loss / micro_batches, times);
   return result;
 }
 

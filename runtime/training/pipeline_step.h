@@ -4,8 +4,6 @@
 // stage's gradients are reduced across its replicas during the last backward, and the step's decisions are agreed
 // along the pipeline (OptimizerUpdate).
 
-#include <memory>
-
 #include "runtime/model/model.h"
 #include "runtime/pipeline/pipeline_engine.h"
 #include "runtime/training/optimizer_update.h"
@@ -17,21 +15,22 @@ namespace dtrain::runtime {
 
 class PipelineStep final : public TrainingStep {
  public:
-  // Collective over the grid: checks the schedules of every stage, builds the stage's reducer over its replicas.
+  // Collective over the grid: checks the schedules of every stage. `reducer` averages the stage's gradients over its
+  // replicas (grid.data).
   PipelineStep(TrainableModel& stage, Precision precision, ParallelGrid& grid, ScheduleKind schedule, int micro_batches,
-               const ReducerOptions& reducer, GradScaler& scaler, OptimizerUpdate& update);
+               Reducer& reducer, GradScaler& scaler, OptimizerUpdate& update);
 
   StepResult run(const std::vector<Batch>& batches, std::int64_t step, StepTimes& times) override;
   at::Tensor predict(const at::Tensor& inputs) override;
   bool computes_loss() const override { return engine_.last(); }
-  Reducer& reducer() override { return *reducer_; }
+  Reducer& reducer() override { return reducer_; }
   int peak_live_activations() const override { return engine_.peak_live_activations(); }
 
  private:
   TrainableModel& stage_;
   Precision precision_;
   PipelineEngine engine_;
-  std::unique_ptr<Reducer> reducer_;
+  Reducer& reducer_;
   GradScaler& scaler_;
   OptimizerUpdate& update_;
 };

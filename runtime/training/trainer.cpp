@@ -14,6 +14,7 @@
 #include "runtime/observability/memory_monitor.h"
 #include "runtime/observability/timeline.h"
 #include "runtime/training/checkpoint_policy.h"
+#include "runtime/data_parallel/sharded_optimizer.h"
 #include "runtime/training/data_parallel_step.h"
 #include "runtime/training/interval_metrics.h"
 #include "runtime/training/optimizer_update.h"
@@ -38,6 +39,8 @@ void validate(const TrainerOptions& o) {
   }
   if (o.log_every < 1) bad("--log-every must be >= 1");
   if (o.memory_warn_gb < 0) bad("--memory-warn-gb must be >= 0");
+  if (o.zero_stage == 3) bad("--zero-stage 3 (sharded parameters) is not available yet; use --zero-stage 1 or 2");
+  if (o.zero_stage < 0 || o.zero_stage > 3) bad(fmt::format("--zero-stage must be 0, 1 or 2 (got {})", o.zero_stage));
 }
 
 TrainerOptions validated(TrainerOptions o) {
@@ -45,8 +48,9 @@ TrainerOptions validated(TrainerOptions o) {
   return o;
 }
 
-// The rank's device, with the model moved onto it.
+// The rank's device, with the model moved onto it (and told which blocks recompute their activations).
 std::unique_ptr<ComputeDevice> device_for(const TrainerOptions& o, TrainableModel& model) {
+  model.checkpoint_activations(o.activation_checkpoint_every);
   auto device = make_compute_device(o.device);
   device->allow_tf32(o.allow_tf32);
   model.to(o.device);
@@ -63,6 +67,28 @@ DataFeed* on_device(DataFeed* feed, ComputeDevice& device, std::unique_ptr<DataF
 std::unique_ptr<ParallelGrid> grid_of_replicas(comm::Communicator& world, ParallelGrid* grid) {
   if (grid != nullptr) return nullptr;
   return std::make_unique<ParallelGrid>(make_parallel_grid(world, 1));
+}
+
+// The gradient reducer over the model's (or stage's) replicas; ZeRO fixes its plan, which the shards follow.
+std::unique_ptr<Reducer> reducer_for(const TrainerOptions& o, TrainableModel& model, ParallelGrid& grid) {
+  ReducerOptions options = o.reducer;
+  if (o.zero_stage >= 1) options.rebuild_buckets = false;
+  if (o.zero_stage >= 2) options.shard_gradients = true;
+  return std::make_unique<Reducer>(model.parameters(), model.buffers(), *grid.data, options);
+}
+
+std::vector<at::Tensor> trainable(TrainableModel& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : model.parameters()) {
+    if (p.tensor.requires_grad()) out.push_back(p.tensor);
+  }
+  return out;
+}
+
+std::unique_ptr<ModelOptimizer> optimizer_for(const TrainerOptions& o, TrainableModel& model, Reducer& reducer,
+                                              ParallelGrid& grid) {
+  if (o.zero_stage == 0) return std::make_unique<ReplicatedOptimizer>(o.optimizer, trainable(model));
+  return std::make_unique<ShardedOptimizer>(o.optimizer, reducer, *grid.data);
 }
 
 // Optimizer steps of the whole run: whole steps per epoch (batches that do not fill a step are left out) times the
@@ -133,7 +159,8 @@ struct Trainer::Parts {
   GradScaler scaler;
   CheckpointPolicy checkpoints;
   ProgressReporter reporter;
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<Reducer> reducer;
+  std::unique_ptr<ModelOptimizer> optimizer;
   OptimizerUpdate update;
   std::unique_ptr<TrainingStep> step;
   TrainingState state;
@@ -155,32 +182,26 @@ struct Trainer::Parts {
         scaler(o.scaler),
         checkpoints({o.checkpoint_dir, o.checkpoint_every, o.keep_checkpoints, o.resume}, grid),
         reporter(open_reporter(o, total_steps, world)),
-        optimizer(make_optimizer(o.optimizer, trainable(m))),
+        reducer(reducer_for(o, m, grid)),
+        optimizer(optimizer_for(o, m, *reducer, grid)),
         update({o.clip_grad_norm, o.skip_non_finite}, *optimizer, lr, scaler, world,
                grid.stages > 1 ? grid.pipeline_control.get() : nullptr) {
     if (o.amp == Precision::kFp32 && scaler.enabled()) {
       throw std::invalid_argument("loss scaling needs --amp bf16 or fp16");
     }
     if (grid.stages > 1) {
-      step = std::make_unique<PipelineStep>(model, o.amp, grid, o.pipeline_schedule, o.accumulation, o.reducer, scaler,
+      step = std::make_unique<PipelineStep>(model, o.amp, grid, o.pipeline_schedule, o.accumulation, *reducer, scaler,
                                             update);
     } else {
-      step = std::make_unique<DataParallelStep>(model, o.amp, *grid.data, o.reducer, scaler, update);
+      step = std::make_unique<DataParallelStep>(model, o.amp, *reducer, scaler, update);
     }
     start_timeline(o.trace_file, world);
     resume();
   }
 
-  static std::vector<at::Tensor> trainable(TrainableModel& model) {
-    std::vector<at::Tensor> out;
-    for (const auto& p : model.parameters()) {
-      if (p.tensor.requires_grad()) out.push_back(p.tensor);
-    }
-    return out;
-  }
   CheckpointContents contents() {
-    return {model.name(),    model.parameters(),          model.buffers(),
-            optimizer.get(), to_string(o.optimizer.kind), device.get()};
+    return {model.name(),        model.parameters(),          model.buffers(),
+            &optimizer->optimizer(), to_string(o.optimizer.kind), device.get(), optimizer->shard_layout()};
   }
   void save_checkpoint() {
     state.sampler_state = train.state();
@@ -315,6 +336,23 @@ TrainResult Trainer::run() {
   result.peak_memory_gb = p.world.max(current_memory().peak_gb);
   result.peak_gpu_memory_gb = p.world.max(p.device->memory().peak_allocated_gb);
   result.last_checkpoint = p.last_checkpoint;
+  std::int64_t parameter_bytes = 0;
+  for (const auto& parameter : p.model.parameters()) {
+    parameter_bytes += parameter.tensor.numel() * static_cast<std::int64_t>(parameter.tensor.element_size());
+  }
+  result.parameter_bytes = p.world.max(parameter_bytes);
+  result.gradient_bytes = p.world.max(p.reducer->gradient_bytes());
+  result.optimizer_state_bytes = p.world.max(optimizer_state_bytes(p.optimizer->optimizer()));
+  const auto mib = [](std::int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
+  p.reporter.event(fmt::format("training state per rank (largest): parameters {:.2f} MiB, gradients {:.2f} MiB, "
+                               "optimizer state {:.2f} MiB (--zero-stage {})",
+                               mib(result.parameter_bytes), mib(result.gradient_bytes),
+                               mib(result.optimizer_state_bytes), p.o.zero_stage),
+                   {{"event", "training_state_bytes"},
+                    {"zero_stage", p.o.zero_stage},
+                    {"parameters", result.parameter_bytes},
+                    {"gradients", result.gradient_bytes},
+                    {"optimizer_state", result.optimizer_state_bytes}});
   result.peak_live_activations =
       static_cast<int>(p.world.max(static_cast<std::int64_t>(p.step->peak_live_activations())));
   if (!p.o.trace_file.empty()) p.write_trace();

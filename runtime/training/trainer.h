@@ -41,6 +41,11 @@ struct TrainerOptions {
   LrScheduleOptions lr;
   GradScalerOptions scaler;
   ReducerOptions reducer;
+  // ZeRO (Note [Optimizer shards]): 0 every replica keeps the whole optimizer state; 1 each keeps the state of its
+  // shard of the parameters; 2 also only its shard of the reduced gradients.
+  int zero_stage = 0;
+  // Recompute the activations of every k-th block of the model in backward instead of keeping them (0: off).
+  int activation_checkpoint_every = 0;
   // Early stopping on the evaluation metric: stop after `patience` epochs without an improvement of min_delta.
   int early_stopping_patience = 0;  // 0: off
   EarlyStoppingMetric early_stopping_metric = EarlyStoppingMetric::kAccuracy;
@@ -69,6 +74,10 @@ struct TrainResult {
   int peak_live_activations = 0;   // pipeline: the most micro-batches any stage held at once
   bool stopped_by_signal = false;  // stop_on_signal: a rank got SIGUSR1 or SIGTERM (the checkpoint is written)
   std::int64_t skipped_steps = 0;  // steps whose gradients were not finite (loss scaling, or skip_non_finite)
+  // What the model's training state takes on the rank that holds the most, at the end of the run (bytes).
+  std::int64_t parameter_bytes = 0;
+  std::int64_t gradient_bytes = 0;  // the reducer's buckets or shards
+  std::int64_t optimizer_state_bytes = 0;
   std::string last_checkpoint;
 };
 

@@ -110,6 +110,21 @@ truncated_checkpoint = path("truncated.pt")
 shutil.copy(saved, truncated_checkpoint)
 os.truncate(truncated_checkpoint, 50000)
 
+# A checkpoint of sharded optimizer state (--zero-stage 1), then one without rank 1's shard.
+sharded_checkpoints = path("sharded-checkpoints")
+result = run(["--model", "mlp", "--epochs", "1", "--zero-stage", "1", "--checkpoint-dir", sharded_checkpoints, *common])
+assert result.returncode == 0, result.stdout + result.stderr
+sharded_saved = os.path.join(sharded_checkpoints, [f for f in sorted(os.listdir(sharded_checkpoints))
+                                                   if ".optimizer-" not in f][-1])
+lost_shard = sharded_saved[:-len(".pt")] + ".optimizer-1-of-2.pt"
+assert os.path.exists(lost_shard), os.listdir(sharded_checkpoints)
+shard_lost = path("shard-lost")
+os.makedirs(shard_lost)
+for name in os.listdir(sharded_checkpoints):
+    if name != os.path.basename(lost_shard):
+        shutil.copy(os.path.join(sharded_checkpoints, name), shard_lost)
+without_shard = os.path.join(shard_lost, os.path.basename(sharded_saved))
+
 # A full disk: a 260 KiB tmpfs holds one checkpoint of this model (~160 KiB) but not a second one beside it.
 small_disk = path("small-disk")
 os.makedirs(small_disk)
@@ -150,6 +165,14 @@ CASES = [
     ("a TorchScript model cut into stages", ["--torchscript", script, "--pipeline-stages", "2", *common],
      "--torchscript cannot be cut into stages", {}),
     ("a missing TorchScript file", ["--torchscript", path("missing.pt"), *common], "missing.pt does not exist", {}),
+    ("a ZeRO stage out of range", ["--model", "mlp", "--zero-stage", "7", *common],
+     "--zero-stage must be 0, 1 or 2 (got 7)", {}),
+    ("ZeRO stage 3", ["--model", "mlp", "--zero-stage", "3", *common],
+     "--zero-stage 3 (sharded parameters) is not available yet; use --zero-stage 1 or 2", {}),
+    ("activation checkpointing of a TorchScript module", ["--torchscript", script, "--activation-checkpointing", *common],
+     "--activation-checkpointing needs a model made of blocks (a built-in model); torchscript:", {}),
+    ("checkpointing every 0th block", ["--model", "mlp", "--activation-checkpointing-every", "0", *common],
+     "--activation-checkpointing-every must be >= 1 (got 0)", {}),
     # Config files
     ("an unknown key in a config file", ["--model", "mlp", "--config", path("unknown-key.cfg"), *common],
      f"--config {path('unknown-key.cfg')}:3: unrecognised option 'learning-rate'", {}),
@@ -184,6 +207,13 @@ CASES = [
      "cannot be read (truncated or not a dtrain checkpoint)", {}),
     ("a missing checkpoint", ["--model", "mlp", "--epochs", "2", "--resume", path("none.pt"), *common],
      "none.pt: no such file", {}),
+    ("a sharded checkpoint with a missing shard",
+     ["--model", "mlp", "--zero-stage", "1", "--epochs", "2", "--resume", without_shard, *common],
+     f"its optimizer shard {lost_shard.replace(sharded_checkpoints, shard_lost)} is missing (on rank 1)",
+     {"one_line": True}),
+    ("a sharded checkpoint resumed with replicated state",
+     ["--model", "mlp", "--epochs", "2", "--resume", sharded_saved, *common],
+     "its optimizer state is sharded (--zero-stage 1 or 2); resume with --zero-stage 1 or 2", {}),
     # Outputs
     ("a checkpoint folder that cannot be made", ["--model", "mlp", "--checkpoint-dir", path("a-file", "ck"), *common],
      "cannot create checkpoint folder", {}),

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """dtrain-report on a metrics file with known figures: the table's interval-weighted throughput, step time,
-breakdown shares and evaluation lines are exact; the three PNGs are real images of the expected size; only the last
+breakdown shares, evaluation and training-state lines are exact; the three PNGs are real images of the expected size; only the last
 run of an appended file is reported; a bad file is one clear error line.
 
 usage: report_command.py REPORT_SCRIPT SCRATCH_FOLDER
@@ -31,7 +31,9 @@ def train(step, step_ms, samples_per_s, loss):
 records = [train(10, 500.0, 1.0, 9.0),  # an earlier run, reported only with --all
            train(10, 100.0, 640.0, 2.0), train(20, 300.0, 320.0, 1.5),
            {"event": "eval", "step": 20, "epoch": 0, "loss": 1.25, "accuracy": 0.75, "samples": 100,
-            "predictions": 100, "bits_per_prediction": 1.8}]
+            "predictions": 100, "bits_per_prediction": 1.8},
+           {"event": "training_state_bytes", "zero_stage": 2, "parameters": 4 * 2**20, "gradients": 2**19,
+            "optimizer_state": 2**20}]
 metrics = os.path.join(scratch, "metrics.jsonl")
 with open(metrics, "w") as f:
     f.write("\n".join(json.dumps(r) for r in records) + "\n")
@@ -44,7 +46,9 @@ for line in ["| steps | 20 |", "| throughput | 400.0 samples/s |", "| step time 
              "|   forward | 60.00 ms (30.0%) |", "|   backward | 80.00 ms (40.0%) |",
              "| exposed communication share | 10.0% |", "| pipeline bubble + transfers share | 0.0% |",
              "| data-wait share | 10.0% |", "| peak memory (any rank) | 0.20 GB |", "| final training loss | 1.5000 |",
-             "| final evaluation | loss 1.2500, accuracy 0.7500 |", "| best evaluation accuracy | 0.7500 (step 20) |"]:
+             "| final evaluation | loss 1.2500, accuracy 0.7500 |", "| best evaluation accuracy | 0.7500 (step 20) |",
+             "| training state per rank (largest, --zero-stage 2) | parameters 4.00 MiB, gradients 0.50 MiB, "
+             "optimizer state 1.00 MiB |"]:
     check(result.returncode == 0 and line in out, f"table has {line}", out + result.stderr)
 for name in ["loss.png", "accuracy.png", "step_time.png"]:
     path = os.path.join(plots, name)
@@ -58,7 +62,7 @@ check(result.returncode == 0 and "| steps | 30 |" in result.stdout, "--all repor
 with open(metrics, "a") as f:
     f.write("{not json\n")
 result = subprocess.run([report, metrics], capture_output=True, text=True)
-check(result.returncode == 2 and result.stderr.strip() == f"dtrain-report: error: {metrics}:5: not a JSON line "
+check(result.returncode == 2 and result.stderr.strip() == f"dtrain-report: error: {metrics}:6: not a JSON line "
       "(Expecting property name enclosed in double quotes)", "a broken line is one clear error", result.stderr)
 result = subprocess.run([report, os.path.join(scratch, "missing.jsonl")], capture_output=True, text=True)
 check(result.returncode == 2 and "cannot read" in result.stderr, "a missing file is one clear error", result.stderr)

@@ -174,6 +174,34 @@ TEST_F(PipelineTest, ClippingUsesTheWholeModelsNormAsTorchDoes) {
   }
 }
 
+// ZeRO inside a pipeline (Note [Optimizer shards]): each stage shards its optimizer state (stage 1) and gradients
+// (stage 2) over that stage's replicas, and the clipping norm is summed over the shards and along the pipeline. With
+// stage 2, every second block of each stage also recomputes its activations in backward.
+TEST_F(PipelineTest, ShardingEachStagesStateOverItsReplicasTrainsTheWeightsOfOneProcess) {
+  constexpr double kClip = 0.5;
+  for (int stages : {2, 4}) {
+    if (world_->size() % stages != 0) continue;
+    ParallelGrid grid = make_parallel_grid(*world_, stages);
+    const auto ranges = balance_layers(parameter_costs(model()), stages);
+    const Reference expected = reference(grid.replicas, 4, kClip);
+    for (int zero_stage : {1, 2}) {
+      SequentialModel stage("mlp", slice_layers(model(), ranges[grid.stage]));
+      TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
+      TrainerOptions o = options(4, ScheduleKind::k1F1B);
+      o.clip_grad_norm = kClip;
+      o.zero_stage = zero_stage;
+      o.activation_checkpoint_every = zero_stage == 2 ? 2 : 0;
+      o.reducer.first_bucket_bytes = 64;  // several buckets per stage, not multiples of the replicas
+      o.reducer.bucket_cap_bytes = 300;
+      Trainer(o, stage, feed, nullptr, *world_, &grid).run();
+      for (const auto& [name, tensor] : weights(stage)) {
+        EXPECT_LE((tensor - expected.weights.at(name)).abs().max().item<double>(), 1e-6)
+            << "zero stage " << zero_stage << ", " << grid.describe() << ": " << name;
+      }
+    }
+  }
+}
+
 TEST_F(PipelineTest, ASchedulesMismatchFailsFastOnEveryStageWithTheMismatchNamed) {
   ParallelGrid grid = make_parallel_grid(*world_, 2);
   const auto start = std::chrono::steady_clock::now();

@@ -1,0 +1,22 @@
+#include "runtime/training/model_optimizer.h"
+
+#include "runtime/model/torch_compat.h"
+
+namespace dtrain::runtime {
+
+ReplicatedOptimizer::ReplicatedOptimizer(const OptimizerOptions& options, const std::vector<at::Tensor>& parameters)
+    : optimizer_(make_optimizer(options, parameters)) {}
+
+void ReplicatedOptimizer::set_learning_rate(double lr) {
+  runtime::set_learning_rate(*optimizer_, lr);
+}
+
+void ReplicatedOptimizer::step() {
+  optimizer_->step();
+}
+
+void ReplicatedOptimizer::zero_grad() {
+  compat::zero_grad_in_place(*optimizer_);
+}
+
+}  // namespace dtrain::runtime

@@ -1,0 +1,47 @@
+#pragma once
+// What an optimizer update steps: the model's parameters, with the gradients the reducer left. Every rank steps
+// every parameter (ReplicatedOptimizer, --zero-stage 0), or each rank steps its shard and the shards are gathered
+// (runtime/data_parallel/sharded_optimizer.h, ZeRO stages 1 and 2). Either way every replica holds the same
+// parameters after step().
+
+#include <torch/optim/optimizer.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/training/optimizers.h"
+
+namespace dtrain::runtime {
+
+class ModelOptimizer {
+ public:
+  virtual ~ModelOptimizer() = default;
+  virtual void set_learning_rate(double lr) = 0;
+  // One update with the reduced gradients. Collective over the replicas when sharded.
+  virtual void step() = 0;
+  // Zeroes the gradients the next backward accumulates into.
+  virtual void zero_grad() = 0;
+  // The LibTorch optimizer whose state this rank keeps and a checkpoint holds: over every parameter, or over this
+  // rank's shards.
+  virtual torch::optim::Optimizer& optimizer() = 0;
+  // "" when every rank keeps the whole state; otherwise what a checkpoint of the shards must match to be resumed
+  // (ranks, shard sizes, bucket plan).
+  virtual std::string shard_layout() const = 0;
+};
+
+class ReplicatedOptimizer final : public ModelOptimizer {
+ public:
+  ReplicatedOptimizer(const OptimizerOptions& options, const std::vector<at::Tensor>& parameters);
+  void set_learning_rate(double lr) override;
+  void step() override;
+  void zero_grad() override;
+  torch::optim::Optimizer& optimizer() override { return *optimizer_; }
+  std::string shard_layout() const override { return ""; }
+
+ private:
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+};
+
+}  // namespace dtrain::runtime
