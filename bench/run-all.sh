@@ -33,6 +33,7 @@ run pytorch_ddp_peer /usr/bin/python3 "$root/bench/pytorch_ddp_peer.py" --bench 
   --summary "$rows"
 run scaling_bench "${mpirun[@]}" -np 2 "$build/bench/scaling_bench" --summary "$rows"
 run pipeline_bench "${mpirun[@]}" -np 2 "$build/bench/pipeline_bench" --summary "$rows"
+run memory_bench "${mpirun[@]}" -np 4 "$build/bench/memory_bench" --summary "$rows"
 
 mkdir -p "$(dirname "$report")"
 {
@@ -43,7 +44,7 @@ mkdir -p "$(dirname "$report")"
   echo "| benchmark | figure | dtrain | peer | peer's figure | ratio |"
   echo "|---|---|---|---|---|---|"
   cat "$rows"
-  for name in comm_bench io_bench pytorch_ddp_peer scaling_bench pipeline_bench; do
+  for name in comm_bench io_bench pytorch_ddp_peer scaling_bench pipeline_bench memory_bench; do
     echo
     echo "## $name"
     echo

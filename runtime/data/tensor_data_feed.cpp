@@ -20,7 +20,8 @@ sampler::SamplerOptions with_size(sampler::SamplerOptions options, const at::Ten
 
 TensorDataFeed::TensorDataFeed(at::Tensor inputs, at::Tensor targets, std::int64_t classes,
                                sampler::SamplerOptions options)
-    : inputs_(inputs.to(at::kFloat).contiguous()),
+    : inputs_(inputs.to(at::isIntegralType(inputs.scalar_type(), /*includeBool=*/false) ? at::kLong : at::kFloat)
+                  .contiguous()),
       targets_(targets.to(at::kLong).contiguous()),
       classes_(classes),
       sampler_(with_size(std::move(options), inputs)) {

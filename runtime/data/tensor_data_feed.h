@@ -11,7 +11,8 @@ namespace dtrain::runtime {
 
 class TensorDataFeed final : public DataFeed {
  public:
-  // inputs [N, ...] (converted to float32), targets [N], or [N, L] for next-token models (converted to int64);
+  // inputs [N, ...] (converted to float32; integers, token ids, to int64), targets [N], or [N, L] for next-token
+  // models (converted to int64);
   // `options.dataset_size` is set from N.
   TensorDataFeed(at::Tensor inputs, at::Tensor targets, std::int64_t classes, sampler::SamplerOptions options);
 

@@ -42,6 +42,7 @@ struct Reducer::State {
     at::Tensor wire;
     at::Tensor shard;       // this rank's reduced shard: a view into `flat`, or (shard_gradients) its own tensor
     at::Tensor wire_shard;  // shard_gradients: what the reduce-scatter receives (`shard`, compressed, or staged)
+    at::Tensor in_flight;   // shard_gradients: the full bucket the reduce-scatter reads, until it is waited for
     std::size_t pending = 0;
     std::size_t unused_here = 0;
     comm::WorkPtr work;
@@ -58,6 +59,7 @@ struct Reducer::State {
   std::vector<std::uintptr_t> hook_keys;
   std::mutex mutex;  // hooks may run on autograd's device threads
   std::size_t next_to_launch = 0;
+  std::size_t oldest_in_flight = 0;  // shard_gradients: the first launched bucket whose full copy may still be read
   std::size_t launched_in_backward = 0;  // of the last reduced iteration
   int no_sync_depth = 0;
   std::size_t iteration = 0;
@@ -72,6 +74,7 @@ struct Reducer::State {
   void release_flat(Bucket& bucket);
   void mark_ready(std::size_t index);
   void launch_ready_buckets();
+  void pace_in_flight();
   void reset_for_next_iteration();
   void rebuild_from_ready_order();
   void verify_plan();
@@ -184,7 +187,7 @@ void Reducer::State::mark_ready(std::size_t index) {
   std::lock_guard<std::mutex> lock(mutex);
   if (no_sync_depth > 0) return;
   Param& p = params[index];
-  if (p.ready) return;
+  if (p.ready) return;  // a reducer nobody finishes (the model wrapped again in another) stays out of the way
   p.ready = true;
   if (iteration == 0) ready_order.push_back(index);
   const at::Tensor grad = p.tensor.grad();
@@ -197,7 +200,9 @@ void Reducer::State::mark_ready(std::size_t index) {
     p.view.copy_(grad);
   }
   p.view.div_(static_cast<double>(comm.size()));
-  if (options.shard_gradients) p.tensor.mutable_grad() = at::Tensor();  // the bucket has it; autograd's copy goes
+  // The bucket has the gradient now: autograd's own tensor goes at once (in the first iteration, and whenever the
+  // gradient was not already the bucket's view), not when the reduction ends.
+  p.tensor.mutable_grad() = options.shard_gradients ? at::Tensor() : p.view;
   if (--bucket.pending == 0) launch_ready_buckets();
 }
 
@@ -219,7 +224,26 @@ void Reducer::State::launch_ready_buckets() {
       wire = bucket.flat.to(*options.compression);
     }
     bucket.work = comm.reduce_scatter(bucket.wire_shard, wire, comm::ReduceOp::kSum);
+    bucket.in_flight = wire;
     release_flat(bucket);
+    pace_in_flight();
+  }
+}
+
+// A reduce-scattered bucket's full copy lives until the collective has read it. When backward produces buckets
+// faster than they travel, every one of them would be alive at once — the whole gradient, which stage 2 exists not
+// to hold — so backward waits for the oldest while more than two buckets' worth are in flight (on a GPU the wait
+// orders streams only; the caching allocator reuses a bucket's memory once its collective is done).
+void Reducer::State::pace_in_flight() {
+  const auto bytes = [](const at::Tensor& t) { return t.numel() * static_cast<std::int64_t>(t.element_size()); };
+  std::int64_t in_flight = 0;
+  for (std::size_t b = oldest_in_flight; b < next_to_launch; ++b) in_flight += bytes(buckets[b].in_flight);
+  const auto limit = static_cast<std::int64_t>(2 * options.bucket_cap_bytes);
+  while (in_flight > limit && oldest_in_flight + 1 < next_to_launch) {
+    Bucket& oldest = buckets[oldest_in_flight++];
+    oldest.work->wait();
+    in_flight -= bytes(oldest.in_flight);
+    oldest.in_flight = at::Tensor();
   }
 }
 
@@ -229,8 +253,10 @@ void Reducer::State::reset_for_next_iteration() {
     bucket.pending = bucket.params.size();
     bucket.unused_here = 0;
     bucket.work.reset();
+    bucket.in_flight = at::Tensor();
   }
   next_to_launch = 0;
+  oldest_in_flight = 0;
   unused_here.clear();
 }
 

@@ -117,8 +117,7 @@ TEST_F(TrainerTest, EvaluationEqualsOneProcessEvaluatingTheWholeSet) {
   torch::manual_seed(6);
   const torch::Tensor tokens = torch::randint(0, 5, {103, 7});  // 103 sequences of 6 predictions each
   torch::manual_seed(8);
-  torch::nn::Sequential next_token(torch::nn::Functional([](const torch::Tensor& x) { return x.to(torch::kLong); }),
-                                   torch::nn::Embedding(5, 8), torch::nn::Linear(8, 5));
+  torch::nn::Sequential next_token(torch::nn::Embedding(5, 8), torch::nn::Linear(8, 5));
   torch::manual_seed(3);
   std::vector<Case> cases = {{"classifier", blobs.x, blobs.y, 3, small_mlp()},
                              {"next-token", tokens.narrow(1, 0, 6), tokens.narrow(1, 1, 6), 5, next_token}};
