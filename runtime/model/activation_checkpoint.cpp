@@ -49,8 +49,9 @@ class CheckpointedBlock final : public torch::autograd::Node {
       output = block_(input);
     }
     set_generator_state(generator_, rng_now);
-    // The block's parameters get their gradients here; the input's is this node's result.
-    torch::autograd::backward({output}, {grads[0]});
+    // The block's parameters get their gradients here; the input's is this node's result. A block without
+    // parameters on an input without gradient (a Flatten first) has nothing to send back.
+    if (output.requires_grad()) torch::autograd::backward({output}, {grads[0]});
     torch::autograd::variable_list result{input_requires_grad_ ? input.grad() : at::Tensor()};
     input_ = at::Tensor();  // once per step: free the input now, not when the graph goes
     return result;

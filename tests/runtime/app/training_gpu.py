@@ -4,6 +4,7 @@ a GPU): each check compares a GPU run with an independent run that must give the
 
   - 1 GPU over NCCL, fp32 (TF32 off): the losses of the same run on the CPU (relative 1e-5).
   - 2 and 4 ranks sharing one GPU over MPI (pinned host staging): 1 rank with 2x and 4x the batch (1e-5).
+  - ZeRO stage 2 with activation checkpointing, 2 ranks on one GPU over MPI and 1 over NCCL: the replicated runs.
   - a 2-stage pipeline on one GPU (MPI): one process with the same micro-batches (1e-5).
   - a checkpoint written on the GPU resumes on the CPU, and one written on the CPU resumes on the GPU: the losses after
     the resume are those of the uninterrupted run (1e-5).
@@ -112,6 +113,15 @@ one, _ = train([*mlp, "--batch-size", "64", "--device", "cuda", "--backend", "mp
 for ranks in (2, 4):
     shared, _ = train([*mlp, "--batch-size", str(64 // ranks), "--device", "cuda", "--backend", "mpi"], ranks)
     same_losses(f"{ranks} ranks on one GPU over MPI = 1 rank with {ranks}x the batch", shared, one)
+
+# ZeRO stage 2 with activation checkpointing on the GPU: over MPI (2 ranks on one GPU: the reduce-scatter and the
+# all-gather of the shards go through pinned host memory) and over NCCL (1 rank), against the replicated runs.
+zero, _ = train([*mlp, "--batch-size", "32", "--device", "cuda", "--backend", "mpi", "--zero-stage", "2",
+                 "--activation-checkpointing"], 2)
+same_losses("2 ranks on one GPU, --zero-stage 2 --activation-checkpointing = 1 rank with 2x the batch", zero, one)
+zero_nccl, _ = train([*mlp, "--batch-size", "64", "--device", "cuda", "--backend", "nccl", "--zero-stage", "2",
+                      "--activation-checkpointing"])
+same_losses("1 GPU over NCCL, --zero-stage 2 --activation-checkpointing = CPU", zero_nccl, cpu)
 
 # A 2-stage pipeline on one GPU against one process accumulating the same micro-batches.
 piped, _ = train([*mlp, "--batch-size", "16", "--device", "cuda", "--backend", "mpi", "--pipeline-stages", "2",

@@ -17,10 +17,10 @@
 namespace dtrain::runtime {
 namespace {
 
-// Eight blocks, three of them dropout.
+// Nine blocks, three of them dropout; the first has no parameters (nothing to recompute a gradient for).
 torch::nn::Sequential with_dropout() {
   torch::manual_seed(21);
-  return torch::nn::Sequential(torch::nn::Linear(10, 24), torch::nn::Dropout(0.3), torch::nn::Linear(24, 24),
+  return torch::nn::Sequential(torch::nn::Flatten(), torch::nn::Linear(10, 24), torch::nn::Dropout(0.3), torch::nn::Linear(24, 24),
                                torch::nn::GELU(), torch::nn::Dropout(0.2), torch::nn::Linear(24, 12),
                                torch::nn::Dropout(0.1), torch::nn::Linear(12, 4));
 }
