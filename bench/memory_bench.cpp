@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   // Freed tensors must leave the resident set: a fixed mmap threshold stops glibc from serving later large tensors
   // from a heap it never returns (its threshold otherwise grows with every large free).
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  torch::set_num_threads(1);  // one thread per rank, as its peer (bench/pytorch_zero_peer.py) runs
   auto world = comm::MpiCommunicator::create(MPI_COMM_WORLD);
   const int ranks = world->size();
   const bool print = world->rank() == 0;

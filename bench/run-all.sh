@@ -34,6 +34,8 @@ run pytorch_ddp_peer /usr/bin/python3 "$root/bench/pytorch_ddp_peer.py" --bench 
 run scaling_bench "${mpirun[@]}" -np 2 "$build/bench/scaling_bench" --summary "$rows"
 run pipeline_bench "${mpirun[@]}" -np 2 "$build/bench/pipeline_bench" --summary "$rows"
 run memory_bench "${mpirun[@]}" -np 4 "$build/bench/memory_bench" --summary "$rows"
+run pytorch_zero_peer /usr/bin/python3 "$root/bench/pytorch_zero_peer.py" --bench "$build/bench/memory_bench" \
+  --summary "$rows"
 
 mkdir -p "$(dirname "$report")"
 {
@@ -44,7 +46,7 @@ mkdir -p "$(dirname "$report")"
   echo "| benchmark | figure | dtrain | peer | peer's figure | ratio |"
   echo "|---|---|---|---|---|---|"
   cat "$rows"
-  for name in comm_bench io_bench pytorch_ddp_peer scaling_bench pipeline_bench memory_bench; do
+  for name in comm_bench io_bench pytorch_ddp_peer scaling_bench pipeline_bench memory_bench pytorch_zero_peer; do
     echo
     echo "## $name"
     echo
