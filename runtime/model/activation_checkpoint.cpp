@@ -2,7 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
-#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/variable.h>
