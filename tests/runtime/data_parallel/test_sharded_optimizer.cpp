@@ -93,6 +93,15 @@ class ShardedOptimizerTest : public testing::Test {
     return outcome;
   }
 
+  // Two SGD steps at `zero_stage` with a checkpoint after them; returns the options that wrote it.
+  TrainerOptions checkpointed_two_steps(int zero_stage) {
+    TrainerOptions o = options_for(Case{"sgd", OptimizerKind::kSgd}, zero_stage);
+    o.max_steps = 2;
+    o.checkpoint_dir = folder_;
+    train(o);
+    return o;
+  }
+
   std::unique_ptr<comm::Communicator> comm_;
   std::unique_ptr<testing_support::SharedScratchFolder> scratch_;
   std::string folder_;
@@ -175,11 +184,7 @@ TEST_F(ShardedOptimizerTest, ASplitShardedRunResumesBitForBitFromEveryRanksShard
 }
 
 TEST_F(ShardedOptimizerTest, AMissingShardIsOneErrorOnEveryRankNamingTheShard) {
-  const Case sgd{"sgd", OptimizerKind::kSgd};
-  TrainerOptions o = options_for(sgd, 1);
-  o.max_steps = 2;
-  o.checkpoint_dir = folder_;
-  train(o);
+  TrainerOptions o = checkpointed_two_steps(1);
   const int last = comm_->size() - 1;
   const std::string missing = optimizer_shard_file(folder_ + "/checkpoint-000000002.pt", last, comm_->size());
   MPI_Barrier(MPI_COMM_WORLD);
@@ -198,11 +203,7 @@ TEST_F(ShardedOptimizerTest, AMissingShardIsOneErrorOnEveryRankNamingTheShard) {
 }
 
 TEST_F(ShardedOptimizerTest, ACheckpointOfAnotherStageIsRefusedWithTheStageToUse) {
-  const Case sgd{"sgd", OptimizerKind::kSgd};
-  TrainerOptions o = options_for(sgd, 0);
-  o.max_steps = 2;
-  o.checkpoint_dir = folder_;
-  train(o);
+  TrainerOptions o = checkpointed_two_steps(0);
   o.resume = "auto";
   o.zero_stage = 2;
   try {

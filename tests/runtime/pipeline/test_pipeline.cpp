@@ -101,6 +101,15 @@ class PipelineTest : public testing::Test {
     return out;
   }
 
+  // This rank's stage of the model cut by `ranges`, trained with `o` on the grid; its weights after.
+  std::map<std::string, torch::Tensor> train_stage(ParallelGrid& grid, const std::vector<LayerRange>& ranges,
+                                                   const TrainerOptions& o) {
+    SequentialModel stage("mlp", slice_layers(model(), ranges[grid.stage]));
+    TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
+    Trainer(o, stage, feed, nullptr, *world_, &grid).run();
+    return weights(stage);
+  }
+
   Blobs data_;
   std::unique_ptr<comm::Communicator> world_;
 };
@@ -161,12 +170,9 @@ TEST_F(PipelineTest, ClippingUsesTheWholeModelsNormAsTorchDoes) {
     const Reference expected = reference(grid.replicas, 4, kClip);
     EXPECT_GE(expected.clipped_steps, kSteps / 2) << "the test must exercise clipping";
     for (const ScheduleKind schedule : {ScheduleKind::kGPipe, ScheduleKind::k1F1B}) {
-      SequentialModel stage("mlp", slice_layers(model(), ranges[grid.stage]));
-      TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
       TrainerOptions o = options(4, schedule);
       o.clip_grad_norm = kClip;
-      Trainer(o, stage, feed, nullptr, *world_, &grid).run();
-      for (const auto& [name, tensor] : weights(stage)) {
+      for (const auto& [name, tensor] : train_stage(grid, ranges, o)) {
         EXPECT_LE((tensor - expected.weights.at(name)).abs().max().item<double>(), 1e-6)
             << to_string(schedule) << ", " << stages << " stages: " << name;
       }
@@ -185,16 +191,13 @@ TEST_F(PipelineTest, ShardingEachStagesStateOverItsReplicasTrainsTheWeightsOfOne
     const auto ranges = balance_layers(parameter_costs(model()), stages);
     const Reference expected = reference(grid.replicas, 4, kClip);
     for (int zero_stage : {1, 2}) {
-      SequentialModel stage("mlp", slice_layers(model(), ranges[grid.stage]));
-      TensorDataFeed feed(data_.x, data_.y, 3, sampling(grid.replica, grid.replicas, kBatch));
       TrainerOptions o = options(4, ScheduleKind::k1F1B);
       o.clip_grad_norm = kClip;
       o.zero_stage = zero_stage;
       o.activation_checkpoint_every = zero_stage == 2 ? 2 : 0;
       o.reducer.first_bucket_bytes = 64;  // several buckets per stage, not multiples of the replicas
       o.reducer.bucket_cap_bytes = 300;
-      Trainer(o, stage, feed, nullptr, *world_, &grid).run();
-      for (const auto& [name, tensor] : weights(stage)) {
+      for (const auto& [name, tensor] : train_stage(grid, ranges, o)) {
         EXPECT_LE((tensor - expected.weights.at(name)).abs().max().item<double>(), 1e-6)
             << "zero stage " << zero_stage << ", " << grid.describe() << ": " << name;
       }
