@@ -139,7 +139,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "grad-compression", po::value(&compression)->default_value(compression),
       "allreduce gradients as: none | bf16 | fp16")(
       "zero-stage", po::value(&t.zero_stage)->default_value(t.zero_stage),
-      "ZeRO: 0 replicated | 1 shard the optimizer state | 2 also the gradients, over the replicas")(
+      "ZeRO: 0 replicated | 1 shard the optimizer state | 2 also the gradients | 3 also the parameters (models made of blocks), over the replicas")(
       "activation-checkpointing", po::bool_switch(&checkpoint_all),
       "recompute every block's activations in backward instead of keeping them")(
       "activation-checkpointing-every", po::value(&checkpoint_every),

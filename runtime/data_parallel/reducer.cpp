@@ -69,7 +69,9 @@ struct Reducer::State {
   State(comm::Communicator& c, ReducerOptions o)
       : comm(c), control(comm::ControlPlane::for_group(c)), options(std::move(o)) {}
 
-  void build_buckets(const std::vector<std::size_t>& order);
+  std::vector<std::vector<std::size_t>> plan_by_size(const std::vector<std::size_t>& order) const;
+  std::vector<std::vector<std::size_t>> plan_by_groups() const;
+  void build_buckets(std::vector<std::vector<std::size_t>> plan);
   void allocate_flat(Bucket& bucket);
   void release_flat(Bucket& bucket);
   void mark_ready(std::size_t index);
@@ -100,7 +102,7 @@ class ReadyHook final : public torch::autograd::FunctionPostHook {
 
 }  // namespace
 
-void Reducer::State::build_buckets(const std::vector<std::size_t>& order) {
+std::vector<std::vector<std::size_t>> Reducer::State::plan_by_size(const std::vector<std::size_t>& order) const {
   // Buckets fill in `order`, one open bucket per dtype; the first closes at first_bucket_bytes, later ones at
   // bucket_cap_bytes. Bucket index = closing order = launch order.
   struct Open {
@@ -123,6 +125,35 @@ void Reducer::State::build_buckets(const std::vector<std::size_t>& order) {
     }
   }
   for (Open& o : open) closed.push_back(std::move(o.params));
+  return closed;
+}
+
+// Every trainable parameter in exactly one group; groups and their parameters in reverse, the order of backward.
+std::vector<std::vector<std::size_t>> Reducer::State::plan_by_groups() const {
+  std::vector<std::size_t> group_of(params.size(), options.bucket_groups.size());
+  for (std::size_t g = 0; g < options.bucket_groups.size(); ++g) {
+    for (const std::string& name : options.bucket_groups[g]) {
+      const auto it = std::find_if(params.begin(), params.end(), [&](const Param& p) { return p.name == name; });
+      if (it == params.end()) continue;  // not trainable
+      group_of[static_cast<std::size_t>(it - params.begin())] = g;
+    }
+  }
+  std::vector<std::vector<std::size_t>> plan(options.bucket_groups.size());
+  for (std::size_t i = params.size(); i-- > 0;) {
+    if (group_of[i] == options.bucket_groups.size()) {
+      throw ReducerError(fmt::format("parameter {} is in no bucket group", params[i].name));
+    }
+    std::vector<std::size_t>& bucket = plan[plan.size() - 1 - group_of[i]];
+    if (!bucket.empty() && params[bucket.front()].tensor.scalar_type() != params[i].tensor.scalar_type()) {
+      throw ReducerError(fmt::format("the bucket group of parameter {} mixes dtypes", params[i].name));
+    }
+    bucket.push_back(i);
+  }
+  plan.erase(std::remove_if(plan.begin(), plan.end(), [](const auto& b) { return b.empty(); }), plan.end());
+  return plan;
+}
+
+void Reducer::State::build_buckets(std::vector<std::vector<std::size_t>> closed) {
 
   buckets.clear();
   buckets.resize(closed.size());
@@ -273,7 +304,7 @@ void Reducer::State::rebuild_from_ready_order() {
 
   std::vector<at::Tensor> reduced;
   for (Param& p : params) reduced.push_back(p.view);
-  build_buckets(order);
+  build_buckets(plan_by_size(order));
   at::NoGradGuard no_grad;
   for (std::size_t i = 0; i < params.size(); ++i) {
     params[i].view.copy_(reduced[i]);
@@ -308,8 +339,8 @@ Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> b
       *state_->options.compression != at::kHalf) {
     throw ReducerError("gradient compression must be bfloat16 or float16");
   }
-  if (state_->options.shard_gradients && state_->options.rebuild_buckets) {
-    throw ReducerError("sharded gradients need a fixed bucket plan: turn rebuild_buckets off");
+  if ((state_->options.shard_gradients || !state_->options.bucket_groups.empty()) && state_->options.rebuild_buckets) {
+    throw ReducerError("sharded gradients and bucket groups need a fixed bucket plan: turn rebuild_buckets off");
   }
 
   // Same model everywhere? Compare one hash; on a difference, find and name it on every rank.
@@ -340,9 +371,13 @@ Reducer::Reducer(std::vector<NamedTensor> parameters, std::vector<NamedTensor> b
     state_->params.push_back(std::move(param));
   }
   if (state_->params.empty()) throw ReducerError("the model has no parameter that requires a gradient");
-  std::vector<std::size_t> reverse(state_->params.size());
-  for (std::size_t i = 0; i < reverse.size(); ++i) reverse[i] = reverse.size() - 1 - i;
-  state_->build_buckets(reverse);
+  if (state_->options.bucket_groups.empty()) {
+    std::vector<std::size_t> reverse(state_->params.size());
+    for (std::size_t i = 0; i < reverse.size(); ++i) reverse[i] = reverse.size() - 1 - i;
+    state_->build_buckets(state_->plan_by_size(reverse));
+  } else {
+    state_->build_buckets(state_->plan_by_groups());
+  }
   state_->verify_plan();
 
   for (std::size_t i = 0; i < state_->params.size(); ++i) {

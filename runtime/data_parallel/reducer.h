@@ -23,6 +23,8 @@
 //    shard_gradients (ZeRO stage 2) a bucket is reduce-scattered instead of allreduced: each rank receives only its
 //    shard, the full bucket lives only from its first gradient to its launch, parameters keep no .grad, the unused
 //    counts travel on the control plane, and the figures (found-inf, norm) are summed over the shards.
+//  - With bucket_groups (ZeRO stage 3) each bucket is one block of the model, so that a block's gradients leave as
+//    soon as its backward is done and its gathered parameters can go (Note [Parameter shards]).
 
 #include <ATen/core/Tensor.h>
 
@@ -56,6 +58,10 @@ struct ReducerOptions {
   // ZeRO stage 2: reduce-scatter each bucket, keep only this rank's shard (needs rebuild_buckets off: the
   // optimizer's shards follow the first plan).
   bool shard_gradients = false;
+  // Buckets chosen by the caller instead of filled up to the caps: each group of parameter names (trainable ones;
+  // one dtype per group) is one bucket, the last group launched first. ZeRO stage 3 reduces a model block by block.
+  // Needs rebuild_buckets off.
+  std::vector<std::vector<std::string>> bucket_groups;
 };
 
 class Reducer {

@@ -1,6 +1,7 @@
 #include "runtime/data_parallel/sharded_optimizer.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/StorageImpl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -10,8 +11,30 @@
 
 namespace dtrain::runtime {
 
-ShardedOptimizer::ShardedOptimizer(const OptimizerOptions& options, Reducer& reducer, comm::Communicator& replicas)
-    : replicas_(replicas) {
+namespace {
+
+// Stage 3 frees a flat bucket's memory but keeps the tensor, its views (the model's parameters) and every view
+// autograd saved of them: they all read the storage, which gets new memory before it is read again.
+void set_memory(const at::Tensor& flat, at::DataPtr memory, std::size_t bytes) {
+  c10::StorageImpl* storage = flat.storage().unsafeGetStorageImpl();
+  const at::DataPtr previous = storage->set_data_ptr(std::move(memory));  // freed on return
+  storage->set_nbytes(bytes);
+}
+
+void free_memory(const at::Tensor& flat) {
+  set_memory(flat, at::DataPtr(nullptr, flat.device()), 0);
+}
+
+void give_memory(const at::Tensor& flat) {
+  const std::size_t bytes = static_cast<std::size_t>(flat.numel()) * flat.element_size();
+  set_memory(flat, flat.storage().unsafeGetStorageImpl()->allocator()->allocate(bytes), bytes);
+}
+
+}  // namespace
+
+ShardedOptimizer::ShardedOptimizer(const OptimizerOptions& options, Reducer& reducer, comm::Communicator& replicas,
+                                   bool shard_parameters)
+    : replicas_(replicas), shard_parameters_(shard_parameters) {
   if (!reducer.plan_is_final()) {
     throw std::invalid_argument("a sharded optimizer needs the reducer's bucket plan fixed (rebuild_buckets off)");
   }
@@ -30,13 +53,21 @@ ShardedOptimizer::ShardedOptimizer(const OptimizerOptions& options, Reducer& red
       parameters_.push_back(parameter);
     }
     at::Tensor shard = flat.narrow(0, replicas.rank() * bucket.shard_numel, bucket.shard_numel);
+    if (shard_parameters_) {
+      shard = shard.clone();
+      free_memory(flat);  // bucket by bucket: the whole model never exists twice
+    }
     shard.mutable_grad() = reducer.gradient_shard(b);
     flat_.push_back(flat);
     shards_.push_back(shard);
     shard_sizes.push_back(bucket.shard_numel);
   }
+  held_.assign(flat_.size(), shard_parameters_ ? Held::kShard : Held::kWhole);
+  gathers_.resize(flat_.size());
   optimizer_ = make_optimizer(options, shards_);
-  layout_ = fmt::format("{} ranks, bucket plan {:016x}, shards of {} elements", replicas.size(), reducer.plan_hash(),
+  // Stages 1 and 2 cut alike (either resumes the other's checkpoint); stage 3 cuts a bucket per block.
+  layout_ = fmt::format("{} ranks, {}bucket plan {:016x}, shards of {} elements", replicas.size(),
+                        shard_parameters_ ? "a bucket per block (--zero-stage 3), " : "", reducer.plan_hash(),
                         fmt::join(shard_sizes, ", "));
 }
 
@@ -45,17 +76,29 @@ void ShardedOptimizer::set_learning_rate(double lr) {
 }
 
 void ShardedOptimizer::step() {
+  if (!shard_parameters_) {
+    optimizer_->step();
+    at::NoGradGuard no_grad;
+    std::vector<comm::WorkPtr> works;
+    for (std::size_t b = 0; b < flat_.size(); ++b) {
+      if (needs_host_staging(replicas_, flat_[b])) {
+        allgather_in_place(replicas_, flat_[b]);
+      } else {
+        works.push_back(replicas_.allgather(flat_[b], shards_[b]));
+      }
+    }
+    for (auto& work : works) work->wait();
+    return;
+  }
+  // Stage 3: a block whose gradient never came (an unused parameter) is still whole; the step makes it stale.
+  for (std::size_t b = 0; b < flat_.size(); ++b) release(b);
   optimizer_->step();
-  at::NoGradGuard no_grad;
-  std::vector<comm::WorkPtr> works;
   for (std::size_t b = 0; b < flat_.size(); ++b) {
-    if (needs_host_staging(replicas_, flat_[b])) {
-      allgather_in_place(replicas_, flat_[b]);
-    } else {
-      works.push_back(replicas_.allgather(flat_[b], shards_[b]));
+    if (held_[b] == Held::kWhole) {  // held by gather_parameters: gathered again with the new values
+      held_[b] = Held::kShard;
+      wait_gathered(b);
     }
   }
-  for (auto& work : works) work->wait();
 }
 
 // The parameters' gradients are the next backward's accumulators (views into the buckets in stage 1, none in stage
@@ -64,6 +107,61 @@ void ShardedOptimizer::zero_grad() {
   for (at::Tensor& parameter : parameters_) {
     if (parameter.grad().defined()) parameter.mutable_grad().zero_();
   }
+}
+
+void ShardedOptimizer::start_gather(std::size_t bucket) {
+  if (held_.at(bucket) != Held::kShard) return;
+  at::NoGradGuard no_grad;
+  const at::Tensor& flat = flat_[bucket];
+  const at::Tensor& shard = shards_[bucket];
+  give_memory(flat);
+  if (needs_host_staging(replicas_, flat)) {
+    flat.narrow(0, replicas_.rank() * shard.numel(), shard.numel()).copy_(shard);
+    allgather_in_place(replicas_, flat);
+    held_[bucket] = Held::kWhole;
+    return;
+  }
+  gathers_[bucket] = replicas_.allgather(flat, shard);
+  held_[bucket] = Held::kGathering;
+}
+
+void ShardedOptimizer::wait_gathered(std::size_t bucket) {
+  start_gather(bucket);
+  if (held_[bucket] != Held::kGathering) return;
+  gathers_[bucket]->wait();
+  gathers_[bucket].reset();
+  held_[bucket] = Held::kWhole;
+}
+
+void ShardedOptimizer::release(std::size_t bucket) {
+  if (!shard_parameters_ || whole_ > 0 || held_.at(bucket) == Held::kShard) return;
+  wait_gathered(bucket);  // the collective must be done writing before the memory goes
+  free_memory(flat_[bucket]);
+  held_[bucket] = Held::kShard;
+}
+
+void ShardedOptimizer::gather_parameters() {
+  if (!shard_parameters_ || whole_++ > 0) return;
+  for (std::size_t b = 0; b < flat_.size(); ++b) start_gather(b);
+  for (std::size_t b = 0; b < flat_.size(); ++b) wait_gathered(b);
+}
+
+// Every rank wrote the same whole values (a checkpoint loaded, say): each keeps its shard of them.
+void ShardedOptimizer::release_parameters() {
+  if (!shard_parameters_ || --whole_ > 0) return;
+  at::NoGradGuard no_grad;
+  for (std::size_t b = 0; b < flat_.size(); ++b) {
+    shards_[b].copy_(flat_[b].narrow(0, replicas_.rank() * shards_[b].numel(), shards_[b].numel()));
+    release(b);
+  }
+}
+
+std::int64_t ShardedOptimizer::parameter_bytes() const {
+  std::int64_t bytes = 0;
+  for (const at::Tensor& held : shard_parameters_ ? shards_ : flat_) {
+    bytes += held.numel() * static_cast<std::int64_t>(held.element_size());
+  }
+  return bytes;
 }
 
 }  // namespace dtrain::runtime

@@ -14,6 +14,8 @@
 //    in stage 1, summed over the shards in stage 2; the same on every rank either way.
 //  - The layout is fixed when the optimizer is built, so the reducer must not rebuild its buckets (the trainer
 //    turns rebuilding off); a checkpoint keeps each rank's shard and the layout, which a resume must match.
+//  - Stage 3 (shard_parameters) keeps the parameter shards in tensors of their own and the flat buckets without
+//    memory, except from start_gather(b) to release(b) (Note [Parameter shards]); the step updates the shards only.
 
 #include <memory>
 #include <string>
@@ -30,19 +32,37 @@ class ShardedOptimizer final : public ModelOptimizer {
   // `reducer` averages the gradients of the model's trainable parameters over `replicas` (its communicator). Moves
   // those parameters into the flat per-bucket tensors. Throws std::invalid_argument if the reducer's plan can still
   // change.
-  ShardedOptimizer(const OptimizerOptions& options, Reducer& reducer, comm::Communicator& replicas);
+  // With `shard_parameters` (ZeRO stage 3), frees every bucket's full parameters once the shards are taken.
+  ShardedOptimizer(const OptimizerOptions& options, Reducer& reducer, comm::Communicator& replicas,
+                   bool shard_parameters = false);
 
   void set_learning_rate(double lr) override;
   void step() override;
   void zero_grad() override;
   torch::optim::Optimizer& optimizer() override { return *optimizer_; }
   std::string shard_layout() const override { return layout_; }
+  void gather_parameters() override;
+  void release_parameters() override;
+  std::int64_t parameter_bytes() const override;
+
+  // Stage 3. Collective over the replicas, in the same order on every rank. start_gather(b) gives bucket b's
+  // parameters their memory and starts all-gathering the shards into it; wait_gathered(b) returns once they hold
+  // their values (starting the gather if needed); release(b) frees them (not while gather_parameters holds them).
+  void start_gather(std::size_t bucket);
+  void wait_gathered(std::size_t bucket);
+  void release(std::size_t bucket);
 
  private:
+  enum class Held { kShard, kGathering, kWhole };
+
   comm::Communicator& replicas_;
+  bool shard_parameters_;
   std::vector<at::Tensor> parameters_;  // the model's, now views into flat_
   std::vector<at::Tensor> flat_;        // per bucket: the parameters in bucket order, padded to R shards
   std::vector<at::Tensor> shards_;      // per bucket: this rank's shard of flat_ (what the optimizer steps)
+  std::vector<Held> held_;              // stage 3: what each bucket holds now
+  std::vector<comm::WorkPtr> gathers_;  // stage 3: the all-gathers in flight
+  int whole_ = 0;                       // stage 3: open gather_parameters() calls
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::string layout_;
 };

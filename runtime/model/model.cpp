@@ -35,13 +35,20 @@ SequentialModel::SequentialModel(std::string name, torch::nn::Sequential module)
     : name_(std::move(name)), module_(std::move(module)) {}
 
 at::Tensor SequentialModel::forward(const at::Tensor& input) {
-  if (checkpoint_every_ == 0) return module_->forward(input);
+  if (checkpoint_every_ == 0 && hooks_ == nullptr) return module_->forward(input);
   at::Tensor x = input;
   std::size_t index = 0;
   for (torch::nn::AnyModule& block : *module_) {
     torch::nn::AnyModule* module = &block;
-    const auto run = [module](const at::Tensor& in) { return module->forward(in); };
-    x = index++ % static_cast<std::size_t>(checkpoint_every_) == 0 ? checkpointed(run, x) : run(x);
+    BlockHooks* hooks = hooks_;
+    const std::size_t position = index++;
+    const Block run = [module, hooks, position](const at::Tensor& in) {
+      if (hooks == nullptr) return module->forward(in);
+      hooks->before_forward(position);
+      return hooks->after_forward(position, module->forward(in));
+    };
+    const bool recompute = checkpoint_every_ > 0 && position % static_cast<std::size_t>(checkpoint_every_) == 0;
+    x = recompute ? checkpointed(run, x) : run(x);
   }
   return x;
 }
@@ -52,10 +59,31 @@ void SequentialModel::checkpoint_activations(int every) {
 }
 
 void TrainableModel::checkpoint_activations(int every) {
-  if (every == 0) return;
-  throw std::invalid_argument(fmt::format(
-      "--activation-checkpointing needs a model made of blocks (a built-in model); {} is one opaque module",
-      name()));
+  if (every != 0) block_parameter_names("--activation-checkpointing");
+}
+
+std::vector<std::vector<std::string>> TrainableModel::block_parameter_names(const std::string& what) {
+  throw std::invalid_argument(
+      fmt::format("{} needs a model made of blocks (a built-in model); {} is one opaque module", what, name()));
+}
+
+// Only models made of blocks run hooks around them; block_parameter_names says so.
+void TrainableModel::set_block_hooks(BlockHooks* hooks) {
+  if (hooks != nullptr) block_parameter_names("hooks around blocks");
+}
+
+// Parameter names are "<block's name>.<name in the block>", as parameters() gives them (a pipeline stage's blocks keep
+// their names in the whole model).
+std::vector<std::vector<std::string>> SequentialModel::block_parameter_names(const std::string&) {
+  std::vector<std::vector<std::string>> blocks;
+  for (const auto& child : module_->named_children()) {
+    std::vector<std::string> names;
+    for (const auto& item : child.value()->named_parameters(true)) {
+      names.push_back(fmt::format("{}.{}", child.key(), item.key()));
+    }
+    blocks.push_back(std::move(names));
+  }
+  return blocks;
 }
 
 std::vector<NamedTensor> SequentialModel::parameters() {

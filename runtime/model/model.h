@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/model/block_hooks.h"
 #include "runtime/model/named_tensor.h"
 
 namespace dtrain::runtime {
@@ -28,6 +29,11 @@ class TrainableModel {
   // keeping them (runtime/model/activation_checkpoint.h); 0 keeps them all. Only a model made of blocks can; the
   // others throw std::invalid_argument.
   virtual void checkpoint_activations(int every);
+  // The names of each block's parameters, block by block (ZeRO stage 3 gathers a block at a time), and the hooks
+  // run around every block's forward (nullptr: none). Only a model made of blocks has them; the others throw
+  // std::invalid_argument naming `what` needs them.
+  virtual std::vector<std::vector<std::string>> block_parameter_names(const std::string& what);
+  virtual void set_block_hooks(BlockHooks* hooks);
   // Where the parameters are (the CPU for a model without any).
   c10::Device device();
   std::int64_t parameter_count();
@@ -46,12 +52,15 @@ class SequentialModel final : public TrainableModel {
   void set_training(bool training) override;
   void to(const c10::Device& device) override;
   void checkpoint_activations(int every) override;
+  std::vector<std::vector<std::string>> block_parameter_names(const std::string& what) override;
+  void set_block_hooks(BlockHooks* hooks) override { hooks_ = hooks; }
   torch::nn::Sequential& module() { return module_; }
 
  private:
   std::string name_;
   torch::nn::Sequential module_;
   int checkpoint_every_ = 0;
+  BlockHooks* hooks_ = nullptr;
 };
 
 class ScriptModel final : public TrainableModel {

@@ -333,7 +333,7 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
   if (contents.optimizer != nullptr && saved_shards != contents.optimizer_shard_layout) {
     if (saved_shards.empty()) fail("its optimizer state is not sharded (--zero-stage 0); resume with --zero-stage 0");
     if (contents.optimizer_shard_layout.empty()) {
-      fail("its optimizer state is sharded (--zero-stage 1 or 2); resume with --zero-stage 1 or 2");
+      fail("its optimizer state is sharded (--zero-stage 1, 2 or 3); resume with the --zero-stage that wrote it");
     }
     fail(fmt::format("its optimizer shards are cut as {}, this run cuts them as {}", saved_shards,
                      contents.optimizer_shard_layout));

@@ -1,8 +1,8 @@
 #pragma once
 // What an optimizer update steps: the model's parameters, with the gradients the reducer left. Every rank steps
 // every parameter (ReplicatedOptimizer, --zero-stage 0), or each rank steps its shard and the shards are gathered
-// (runtime/data_parallel/sharded_optimizer.h, ZeRO stages 1 and 2). Either way every replica holds the same
-// parameters after step().
+// (runtime/data_parallel/sharded_optimizer.h, ZeRO stages 1, 2 and 3). Either way every replica holds the same
+// parameters after step() (in stage 3, the same shards, gathered a block at a time when the model runs).
 
 #include <torch/optim/optimizer.h>
 
@@ -29,6 +29,25 @@ class ModelOptimizer {
   // "" when every rank keeps the whole state; otherwise what a checkpoint of the shards must match to be resumed
   // (ranks, shard sizes, bucket plan).
   virtual std::string shard_layout() const = 0;
+  // ZeRO stage 3 keeps only shards of the parameters between uses. Collective over the replicas: from
+  // gather_parameters() to the matching release_parameters() every parameter holds its whole value, and what is
+  // written into the parameters meanwhile (a checkpoint loaded) is kept. Nothing to do for the other optimizers.
+  virtual void gather_parameters() {}
+  virtual void release_parameters() {}
+  // Bytes of parameters this rank holds between steps.
+  virtual std::int64_t parameter_bytes() const = 0;
+};
+
+// The parameters whole while it lives (ModelOptimizer::gather_parameters).
+class WholeParameters {
+ public:
+  explicit WholeParameters(ModelOptimizer& optimizer) : optimizer_(optimizer) { optimizer_.gather_parameters(); }
+  ~WholeParameters() { optimizer_.release_parameters(); }
+  WholeParameters(const WholeParameters&) = delete;
+  WholeParameters& operator=(const WholeParameters&) = delete;
+
+ private:
+  ModelOptimizer& optimizer_;
 };
 
 class ReplicatedOptimizer final : public ModelOptimizer {
@@ -39,8 +58,10 @@ class ReplicatedOptimizer final : public ModelOptimizer {
   void zero_grad() override;
   torch::optim::Optimizer& optimizer() override { return *optimizer_; }
   std::string shard_layout() const override { return ""; }
+  std::int64_t parameter_bytes() const override;
 
  private:
+  std::vector<at::Tensor> parameters_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
 };
 

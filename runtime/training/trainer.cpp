@@ -14,6 +14,7 @@
 #include "runtime/observability/memory_monitor.h"
 #include "runtime/observability/timeline.h"
 #include "runtime/training/checkpoint_policy.h"
+#include "runtime/data_parallel/parameter_gatherer.h"
 #include "runtime/data_parallel/sharded_optimizer.h"
 #include "runtime/training/data_parallel_step.h"
 #include "runtime/training/interval_metrics.h"
@@ -39,8 +40,9 @@ void validate(const TrainerOptions& o) {
   }
   if (o.log_every < 1) bad("--log-every must be >= 1");
   if (o.memory_warn_gb < 0) bad("--memory-warn-gb must be >= 0");
-  if (o.zero_stage == 3) bad("--zero-stage 3 (sharded parameters) is not available yet; use --zero-stage 1 or 2");
-  if (o.zero_stage < 0 || o.zero_stage > 3) bad(fmt::format("--zero-stage must be 0, 1 or 2 (got {})", o.zero_stage));
+  if (o.zero_stage < 0 || o.zero_stage > 3) {
+    bad(fmt::format("--zero-stage must be 0, 1, 2 or 3 (got {})", o.zero_stage));
+  }
 }
 
 TrainerOptions validated(TrainerOptions o) {
@@ -69,11 +71,13 @@ std::unique_ptr<ParallelGrid> grid_of_replicas(comm::Communicator& world, Parall
   return std::make_unique<ParallelGrid>(make_parallel_grid(world, 1));
 }
 
-// The gradient reducer over the model's (or stage's) replicas; ZeRO fixes its plan, which the shards follow.
+// The gradient reducer over the model's (or stage's) replicas; ZeRO fixes its plan, which the shards follow, and
+// stage 3 makes it one bucket per block (Note [Parameter shards]).
 std::unique_ptr<Reducer> reducer_for(const TrainerOptions& o, TrainableModel& model, ParallelGrid& grid) {
   ReducerOptions options = o.reducer;
   if (o.zero_stage >= 1) options.rebuild_buckets = false;
   if (o.zero_stage >= 2) options.shard_gradients = true;
+  if (o.zero_stage == 3) options.bucket_groups = model.block_parameter_names("--zero-stage 3");
   return std::make_unique<Reducer>(model.parameters(), model.buffers(), *grid.data, options);
 }
 
@@ -88,7 +92,18 @@ std::vector<at::Tensor> trainable(TrainableModel& model) {
 std::unique_ptr<ModelOptimizer> optimizer_for(const TrainerOptions& o, TrainableModel& model, Reducer& reducer,
                                               ParallelGrid& grid) {
   if (o.zero_stage == 0) return std::make_unique<ReplicatedOptimizer>(o.optimizer, trainable(model));
-  return std::make_unique<ShardedOptimizer>(o.optimizer, reducer, *grid.data);
+  return std::make_unique<ShardedOptimizer>(o.optimizer, reducer, *grid.data, o.zero_stage == 3);
+}
+
+// Stage 3: the hooks that gather each block's parameters around its forward and backward, installed in the model.
+std::unique_ptr<ParameterGatherer> gatherer_for(const TrainerOptions& o, TrainableModel& model, Reducer& reducer,
+                                                ModelOptimizer& optimizer) {
+  if (o.zero_stage != 3) return nullptr;
+  auto gatherer =
+      std::make_unique<ParameterGatherer>(model.block_parameter_names("--zero-stage 3"), model.parameters(), reducer,
+                                          dynamic_cast<ShardedOptimizer&>(optimizer));
+  model.set_block_hooks(gatherer.get());
+  return gatherer;
 }
 
 // Optimizer steps of the whole run: whole steps per epoch (batches that do not fill a step are left out) times the
@@ -161,6 +176,7 @@ struct Trainer::Parts {
   ProgressReporter reporter;
   std::unique_ptr<Reducer> reducer;
   std::unique_ptr<ModelOptimizer> optimizer;
+  std::unique_ptr<ParameterGatherer> gatherer;  // ZeRO stage 3 only
   OptimizerUpdate update;
   std::unique_ptr<TrainingStep> step;
   TrainingState state;
@@ -184,6 +200,7 @@ struct Trainer::Parts {
         reporter(open_reporter(o, total_steps, world)),
         reducer(reducer_for(o, m, grid)),
         optimizer(optimizer_for(o, m, *reducer, grid)),
+        gatherer(gatherer_for(o, m, *reducer, *optimizer)),
         update({o.clip_grad_norm, o.skip_non_finite}, *optimizer, lr, scaler, world,
                grid.stages > 1 ? grid.pipeline_control.get() : nullptr) {
     if (o.amp == Precision::kFp32 && scaler.enabled()) {
@@ -198,6 +215,9 @@ struct Trainer::Parts {
     start_timeline(o.trace_file, world);
     resume();
   }
+  ~Parts() {
+    if (gatherer) model.set_block_hooks(nullptr);  // the model outlives the trainer
+  }
 
   CheckpointContents contents() {
     return {model.name(),        model.parameters(),          model.buffers(),
@@ -207,10 +227,13 @@ struct Trainer::Parts {
     state.sampler_state = train.state();
     state.loss_scale = scaler.scale();
     state.loss_scale_clean_steps = scaler.clean_steps();
+    WholeParameters whole(*optimizer);
     const std::string path = checkpoints.save(contents(), state);
     if (!path.empty()) last_checkpoint = path;
   }
   void resume() {
+    if (o.resume.empty()) return;
+    WholeParameters whole(*optimizer);  // the loaded values are then taken into the shards
     CheckpointContents into = contents();
     const auto resumed = checkpoints.resume(into);
     if (!resumed) return;
@@ -329,6 +352,8 @@ TrainResult Trainer::run() {
       break;
     }
   }
+  // The caller gets the whole trained model (stage 3 kept shards): collective, as every rank ends here.
+  p.optimizer->gather_parameters();
   p.save_checkpoint();
   result.steps = s.step;
   result.skipped_steps = p.skipped_steps;
@@ -336,11 +361,7 @@ TrainResult Trainer::run() {
   result.peak_memory_gb = p.world.max(current_memory().peak_gb);
   result.peak_gpu_memory_gb = p.world.max(p.device->memory().peak_allocated_gb);
   result.last_checkpoint = p.last_checkpoint;
-  std::int64_t parameter_bytes = 0;
-  for (const auto& parameter : p.model.parameters()) {
-    parameter_bytes += parameter.tensor.numel() * static_cast<std::int64_t>(parameter.tensor.element_size());
-  }
-  result.parameter_bytes = p.world.max(parameter_bytes);
+  result.parameter_bytes = p.world.max(p.optimizer->parameter_bytes());
   result.gradient_bytes = p.world.max(p.reducer->gradient_bytes());
   result.optimizer_state_bytes = p.world.max(optimizer_state_bytes(p.optimizer->optimizer()));
   const auto mib = [](std::int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };

@@ -42,7 +42,8 @@ struct TrainerOptions {
   GradScalerOptions scaler;
   ReducerOptions reducer;
   // ZeRO (Note [Optimizer shards]): 0 every replica keeps the whole optimizer state; 1 each keeps the state of its
-  // shard of the parameters; 2 also only its shard of the reduced gradients.
+  // shard of the parameters; 2 also only its shard of the reduced gradients; 3 also only its shard of the parameters
+  // between uses (Note [Parameter shards]: models made of blocks; whole again when run() returns).
   int zero_stage = 0;
   // Recompute the activations of every k-th block of the model in backward instead of keeping them (0: off).
   int activation_checkpoint_every = 0;

@@ -128,8 +128,9 @@ check(result.returncode == 0 and "pipeline of 2 stages by time: stage 0: layers 
       and final_accuracy(result) > 0.95,
       "a pipeline cut by measured time trains to > 0.95 accuracy", result.stdout + result.stderr)
 
-# Memory options: --activation-checkpointing changes no bit of the weights; --zero-stage 2 learns alike and keeps a
-# shard of the optimizer state per rank (the metrics' training_state_bytes); ZeRO works on a TorchScript model too.
+# Memory options: --activation-checkpointing changes no bit of the weights; --zero-stage 3 learns alike and keeps a
+# shard of the parameters, gradients and optimizer state per rank (the metrics' training_state_bytes); ZeRO 1 works on
+# a TorchScript model too.
 def crc(result):
     lines = [line for line in result.stdout.splitlines() if line.startswith("dtrain: weights crc32 ")]
     return lines[0].split()[-1] if lines else None
@@ -141,24 +142,24 @@ def state_bytes(path):
 
 runs = {}
 for name, extra in [("plain", []), ("checkpointed", ["--activation-checkpointing"]),
-                    ("zero2", ["--zero-stage", "2", "--activation-checkpointing-every", "2"])]:
+                    ("zero3", ["--zero-stage", "3", "--activation-checkpointing-every", "2"])]:
     metrics_file = os.path.join(scratch, f"memory-{name}.jsonl")
     runs[name] = (run_dtrain("--model", "mlp", "--epochs", "2", "--metrics-file", metrics_file, *extra, *common),
                   metrics_file)
-plain, checkpointed, zero2 = (runs[k][0] for k in ("plain", "checkpointed", "zero2"))
+plain, checkpointed, zero3 = (runs[k][0] for k in ("plain", "checkpointed", "zero3"))
 check(plain.returncode == 0 and checkpointed.returncode == 0 and crc(plain) is not None
       and crc(plain) == crc(checkpointed),
       "--activation-checkpointing gives bit-identical weights", plain.stdout + checkpointed.stdout + checkpointed.stderr)
-if zero2.returncode == 0 and plain.returncode == 0:
-    replicated, sharded = state_bytes(runs["plain"][1]), state_bytes(runs["zero2"][1])
+if zero3.returncode == 0 and plain.returncode == 0:
+    replicated, sharded = state_bytes(runs["plain"][1]), state_bytes(runs["zero3"][1])
 else:
     replicated = sharded = {}
-check(zero2.returncode == 0 and final_accuracy(zero2) > 0.95 and "(--zero-stage 2)" in zero2.stdout
-      and sharded.get("zero_stage") == 2
-      and 0 < sharded.get("optimizer_state", 0) <= replicated.get("optimizer_state", 0) / 2 + 64
+check(zero3.returncode == 0 and final_accuracy(zero3) > 0.95 and "(--zero-stage 3)" in zero3.stdout
+      and sharded.get("zero_stage") == 3
+      and all(0 < sharded.get(k, 0) <= replicated.get(k, 0) / 2 + 64 for k in ("parameters", "optimizer_state"))
       and 0 < sharded.get("gradients", 0) < replicated.get("gradients", 0),
-      "--zero-stage 2 trains to > 0.95 with half the optimizer state and gradients per rank at 2 ranks",
-      f"{replicated} {sharded}\n" + zero2.stdout + zero2.stderr)
+      "--zero-stage 3 trains to > 0.95 with half the parameters, optimizer state and gradients per rank at 2 ranks",
+      f"{replicated} {sharded}\n" + zero3.stdout + zero3.stderr)
 result = run_dtrain("--torchscript", model, "--epochs", "3", "--zero-stage", "1", *common)
 check(result.returncode == 0 and final_accuracy(result) > 0.95,
       "a TorchScript model trains with --zero-stage 1", result.stdout + result.stderr)

@@ -122,6 +122,13 @@ same_losses("2 ranks on one GPU, --zero-stage 2 --activation-checkpointing = 1 r
 zero_nccl, _ = train([*mlp, "--batch-size", "64", "--device", "cuda", "--backend", "nccl", "--zero-stage", "2",
                       "--activation-checkpointing"])
 same_losses("1 GPU over NCCL, --zero-stage 2 --activation-checkpointing = CPU", zero_nccl, cpu)
+# ZeRO stage 3 on the GPU: every block's parameters gathered into device memory freed after use (Note [Parameter
+# shards]), over MPI through pinned host memory and over NCCL.
+zero3, _ = train([*mlp, "--batch-size", "32", "--device", "cuda", "--backend", "mpi", "--zero-stage", "3"], 2)
+same_losses("2 ranks on one GPU, --zero-stage 3 = 1 rank with 2x the batch", zero3, one)
+zero3_nccl, _ = train([*mlp, "--batch-size", "64", "--device", "cuda", "--backend", "nccl", "--zero-stage", "3",
+                       "--activation-checkpointing"])
+same_losses("1 GPU over NCCL, --zero-stage 3 --activation-checkpointing = CPU", zero3_nccl, cpu)
 
 # A 2-stage pipeline on one GPU against one process accumulating the same micro-batches.
 piped, _ = train([*mlp, "--batch-size", "16", "--device", "cuda", "--backend", "mpi", "--pipeline-stages", "2",

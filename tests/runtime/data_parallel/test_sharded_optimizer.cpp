@@ -1,7 +1,8 @@
-// ZeRO stages 1 and 2 (Note [Optimizer shards]) at 2 and 4 ranks, through the trainer: the same weights as stage 0
-// (replicated optimizer state) for SGD with momentum, Adam and AdamW, with clipping, accumulation and loss scaling;
-// each rank holds only its shard of the state (and in stage 2 of the gradients); sharded checkpoints resume bit for
-// bit, and a missing shard or another stage is refused on every rank.
+// ZeRO stages 1, 2 and 3 (Note [Optimizer shards], Note [Parameter shards]) at 2 and 4 ranks, through the trainer:
+// the same weights as stage 0 (replicated optimizer state) for SGD with momentum, Adam and AdamW, with clipping,
+// accumulation and loss scaling; each rank holds only its shard of the state (in stage 2 also of the gradients, in
+// stage 3 also of the parameters, which have memory only around their block's use); sharded checkpoints resume bit
+// for bit, and a missing shard or another stage is refused on every rank.
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -108,7 +109,7 @@ class ShardedOptimizerTest : public testing::Test {
   torch::Tensor inputs_, labels_;
 };
 
-TEST_F(ShardedOptimizerTest, StagesOneAndTwoGiveTheWeightsOfStageZero) {
+TEST_F(ShardedOptimizerTest, EveryStageGivesTheWeightsOfStageZero) {
   const std::vector<Case> cases = {{"sgd momentum, clipped, accumulation 2", OptimizerKind::kSgd, 0.5, 2},
                                    {"sgd momentum", OptimizerKind::kSgd, 0, 1},
                                    {"adam, clipped", OptimizerKind::kAdam, 0.3, 1},
@@ -117,7 +118,7 @@ TEST_F(ShardedOptimizerTest, StagesOneAndTwoGiveTheWeightsOfStageZero) {
   for (const Case& c : cases) {
     const Outcome replicated = train(options_for(c, 0));
     ASSERT_GE(replicated.layout.size(), 3u) << "the model must span several buckets";
-    for (int stage : {1, 2}) {
+    for (int stage : {1, 2, 3}) {
       const Outcome sharded = train(options_for(c, stage));
       EXPECT_EQ(sharded.result.steps, replicated.result.steps);
       EXPECT_EQ(sharded.result.skipped_steps, replicated.result.skipped_steps);
@@ -132,32 +133,78 @@ TEST_F(ShardedOptimizerTest, StagesOneAndTwoGiveTheWeightsOfStageZero) {
 }
 
 // Adam keeps two moments per element: 8 bytes per parameter replicated, 8 per element of this rank's shards when
-// sharded; stage 2 holds the gradient shards only.
-TEST_F(ShardedOptimizerTest, EachRankKeepsOnlyItsShardOfTheStateAndInStageTwoOfTheGradients) {
+// sharded; stage 2 holds the gradient shards only, stage 3 the parameter shards too.
+TEST_F(ShardedOptimizerTest, EachRankKeepsOnlyItsShardOfTheStateInStageTwoOfTheGradientsInStageThreeOfAll) {
   const Case adam{"adam", OptimizerKind::kAdam};
   std::int64_t parameters = 0;
   for (const auto& p : three_layers()->parameters()) parameters += p.numel();
-  for (int stage : {0, 1, 2}) {
+  for (int stage : {0, 1, 2, 3}) {
     const Outcome outcome = train(options_for(adam, stage));
     std::int64_t shard_elements = 0, padded_buckets = 0;
     for (const auto& bucket : outcome.layout) {
       shard_elements += bucket.shard_numel;
       padded_buckets += bucket.shard_numel * comm_->size() + 1;  // + the unused-parameter slot
     }
-    EXPECT_EQ(outcome.result.parameter_bytes, 4 * parameters);
+    const std::int64_t padded = padded_buckets - static_cast<std::int64_t>(outcome.layout.size());
+    EXPECT_EQ(outcome.result.parameter_bytes, stage == 0 ? 4 * parameters : stage < 3 ? 4 * padded : 4 * shard_elements)
+        << "stage " << stage;
     EXPECT_EQ(outcome.result.optimizer_state_bytes, stage == 0 ? 8 * parameters : 8 * shard_elements)
         << "stage " << stage;
-    EXPECT_EQ(outcome.result.gradient_bytes, stage == 2 ? 4 * shard_elements : 4 * padded_buckets)
+    EXPECT_EQ(outcome.result.gradient_bytes, stage >= 2 ? 4 * shard_elements : 4 * padded_buckets)
         << "stage " << stage;
+    if (stage == 3) {
+      EXPECT_EQ(outcome.layout.size(), 3u) << "a bucket per block with parameters";
+    }
     if (stage > 0) {
       EXPECT_LT(shard_elements, parameters / comm_->size() + static_cast<int>(outcome.layout.size()));
     }
   }
 }
 
+// Around each block only that block and the next (gathered ahead) have memory; between steps none, after the run all.
+TEST_F(ShardedOptimizerTest, InStageThreeABlocksParametersHaveMemoryOnlyAroundItsUse) {
+  torch::nn::Linear first(8, 13), second(13, 7), third(7, 3);
+  const std::vector<at::Tensor> weights{first->weight, second->weight, third->weight};  // the model's own tensors
+  const auto whole = [&] {
+    std::string out;
+    for (const at::Tensor& w : weights) out += w.storage().nbytes() > 0 ? "W" : "-";
+    return out;
+  };
+  std::vector<std::string> seen_forward, seen_backward;
+  // After each Linear: what is whole now (forward), and when its gradient passes back through (backward).
+  const auto probe = [&] {
+    return torch::nn::Functional([&](const at::Tensor& x) {
+      if (at::GradMode::is_enabled()) seen_forward.push_back(whole());
+      at::Tensor y = x.view_as(x);
+      y.register_hook([&](const at::Tensor&) { seen_backward.push_back(whole()); });
+      return y;
+    });
+  };
+  torch::nn::Sequential probed(first, probe(), torch::nn::Functional(torch::tanh), second, probe(),
+                               torch::nn::Functional(torch::tanh), third, probe());
+  TrainerOptions o = options_for(Case{"sgd", OptimizerKind::kSgd}, 3);
+  o.max_steps = 1;
+  sampler::SamplerOptions s;
+  s.world_size = comm_->size();
+  s.rank = comm_->rank();
+  s.batch_size = 6;
+  TensorDataFeed feed(inputs_, labels_, 3, s);
+  SequentialModel model("probed", probed);
+  {
+    Trainer trainer(o, model, feed, nullptr, *comm_);
+    EXPECT_EQ(whole(), "---") << "before the first step";
+    trainer.run();
+  }
+  // Forward: after block k, block k+1 is being gathered. Backward (from the last block's gradient on): the block whose
+  // output gradient arrives is whole before its backward (its hook runs after the probe's), the one before is prefetched.
+  EXPECT_EQ(seen_forward, (std::vector<std::string>{"-W-", "--W", "---"}));
+  EXPECT_EQ(seen_backward, (std::vector<std::string>{"---", "-W-", "W--"}));
+  EXPECT_EQ(whole(), "WWW") << "after the run";
+}
+
 TEST_F(ShardedOptimizerTest, ASplitShardedRunResumesBitForBitFromEveryRanksShard) {
   const Case adam{"adamw", OptimizerKind::kAdamW, 0.3, 2};
-  for (int stage : {1, 2}) {
+  for (int stage : {1, 2, 3}) {
     const Outcome straight = train(options_for(adam, stage));
     if (comm_->rank() == 0) fs::remove_all(folder_);
     MPI_Barrier(MPI_COMM_WORLD);

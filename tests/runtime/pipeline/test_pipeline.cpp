@@ -180,9 +180,9 @@ TEST_F(PipelineTest, ClippingUsesTheWholeModelsNormAsTorchDoes) {
   }
 }
 
-// ZeRO inside a pipeline (Note [Optimizer shards]): each stage shards its optimizer state (stage 1) and gradients
-// (stage 2) over that stage's replicas, and the clipping norm is summed over the shards and along the pipeline. With
-// stage 2, every second block of each stage also recomputes its activations in backward.
+// ZeRO inside a pipeline (Note [Optimizer shards]): each stage shards its optimizer state (stage 1), gradients
+// (stage 2) and parameters (stage 3) over that stage's replicas, and the clipping norm is summed over the shards and
+// along the pipeline. With stage 2, every second block of each stage also recomputes its activations in backward.
 TEST_F(PipelineTest, ShardingEachStagesStateOverItsReplicasTrainsTheWeightsOfOneProcess) {
   constexpr double kClip = 0.5;
   for (int stages : {2, 4}) {
@@ -190,7 +190,7 @@ TEST_F(PipelineTest, ShardingEachStagesStateOverItsReplicasTrainsTheWeightsOfOne
     ParallelGrid grid = make_parallel_grid(*world_, stages);
     const auto ranges = balance_layers(parameter_costs(model()), stages);
     const Reference expected = reference(grid.replicas, 4, kClip);
-    for (int zero_stage : {1, 2}) {
+    for (int zero_stage : {1, 2, 3}) {
       TrainerOptions o = options(4, ScheduleKind::k1F1B);
       o.clip_grad_norm = kClip;
       o.zero_stage = zero_stage;
