@@ -93,12 +93,15 @@ void ShardedOptimizer::step() {
   // Stage 3: a block whose gradient never came (an unused parameter) is still whole; the step makes it stale.
   for (std::size_t b = 0; b < flat_.size(); ++b) release(b);
   optimizer_->step();
+  // Buckets held whole by gather_parameters are gathered again with the new values, all started before any wait.
+  std::vector<std::size_t> stale;
   for (std::size_t b = 0; b < flat_.size(); ++b) {
-    if (held_[b] == Held::kWhole) {  // held by gather_parameters: gathered again with the new values
-      held_[b] = Held::kShard;
-      wait_gathered(b);
-    }
+    if (held_[b] != Held::kWhole) continue;
+    held_[b] = Held::kShard;
+    start_gather(b);
+    stale.push_back(b);
   }
+  for (std::size_t b : stale) wait_gathered(b);
 }
 
 // The parameters' gradients are the next backward's accumulators (views into the buckets in stage 1, none in stage
@@ -114,7 +117,7 @@ void ShardedOptimizer::start_gather(std::size_t bucket) {
   at::NoGradGuard no_grad;
   const at::Tensor& flat = flat_[bucket];
   const at::Tensor& shard = shards_[bucket];
-  give_memory(flat);
+  if (flat.storage().nbytes() == 0) give_memory(flat);  // whole memory kept across a step is reused
   if (needs_host_staging(replicas_, flat)) {
     flat.narrow(0, replicas_.rank() * shard.numel(), shard.numel()).copy_(shard);
     allgather_in_place(replicas_, flat);
