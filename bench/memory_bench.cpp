@@ -3,8 +3,8 @@
 //  1. an MLP of --layers square layers of --width and a head (24 x 2048: 100.7 M parameters) trained with Adam for
 //     --steps steps at --zero-stage 0, 1, 2 and 3: each rank's peak resident memory above what it held before the
 //     model existed, against the ZeRO paper's per-parameter bytes (4 + 4 + 8, 4 + 4 + 8/R, 4 + (4 + 8)/R, 16/R), and
-//     the step time against stage 0 (stage 3's peak includes the whole model as built, 4 bytes per parameter, before
-//     it is sharded: the model is made on every rank, as LibTorch builds it);
+//     the step time against stage 0 (the model is built whole on every rank, as LibTorch builds it, 4 bytes per
+//     parameter, before stage 3 shards it: at 4 ranks that is exactly stage 3's formula);
 //  2. the character Transformer with and without --activation-checkpointing: the peak memory above the training
 //     state (parameters, gradients, optimizer state: activations and their temporaries) and the step time.
 // The peer of every row is the same run at stage 0 (or without checkpointing) in the same process.

@@ -93,11 +93,18 @@ def summarize(train, evals):
 
 
 def training_state(record):
-    """The bytes of model state the fullest rank kept (the record of --zero-stage and its savings)."""
+    """The bytes of model state and activations the fullest rank kept (what --zero-stage and activation
+    checkpointing saved)."""
     mib = lambda key: f"{record.get(key, 0) / 2**20:.2f} MiB"
-    return [(f"training state per rank (largest, --zero-stage {record.get('zero_stage', 0)})",
+    rows = [(f"training state per rank (largest, --zero-stage {record.get('zero_stage', 0)})",
              f"parameters {mib('parameters')}, gradients {mib('gradients')}, "
              f"optimizer state {mib('optimizer_state')}")]
+    if "peak_activations" in record:
+        every = record.get("activation_checkpoint_every", 0)
+        rows.append(("peak activations per rank (largest)",
+                     mib("peak_activations")
+                     + (f" (--activation-checkpointing-every {every})" if every else " (no activation checkpointing)")))
+    return rows
 
 
 def plot(train, evals, folder):

@@ -13,8 +13,10 @@
 //  - Every rank runs the same blocks in the same order, so the gathers and the reduce-scatters reach the
 //    communicator in the same order everywhere. With activation checkpointing a block is gathered once more, for its
 //    replay, which then goes the same way.
-//  - Whoever reads the parameters outside forward and backward (a checkpoint, the end of the run) holds them whole
-//    with WholeParameters (runtime/training/model_optimizer.h); after Trainer::run() they stay whole.
+//  - Outside forward and backward nobody needs the whole model while training goes on: a checkpoint writes and reads
+//    each rank's parameter shards (runtime/training/checkpoint.h). At the end of the run ShardedOptimizer::finish()
+//    frees the optimizer state and the gradient shards and only then gathers every block, so the peak of a run is
+//    never the whole model beside its training state; after Trainer::run() the parameters stay whole.
 
 #include <cstddef>
 #include <cstdint>

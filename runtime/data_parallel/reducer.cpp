@@ -62,6 +62,7 @@ struct Reducer::State {
   std::size_t oldest_in_flight = 0;  // shard_gradients: the first launched bucket whose full copy may still be read
   std::size_t launched_in_backward = 0;  // of the last reduced iteration
   int no_sync_depth = 0;
+  bool shards_freed = false;  // free_gradient_shards() was called
   std::size_t iteration = 0;
   std::vector<std::size_t> ready_order;  // first iteration only: the order gradients became ready
   std::vector<std::string> unused_here;
@@ -219,6 +220,7 @@ void Reducer::State::mark_ready(std::size_t index) {
   if (no_sync_depth > 0) return;
   Param& p = params[index];
   if (p.ready) return;  // a reducer nobody finishes (the model wrapped again in another) stays out of the way
+  if (shards_freed) throw ReducerError("a backward after the end of the run: its gradient shards are freed");
   p.ready = true;
   if (iteration == 0) ready_order.push_back(index);
   const at::Tensor grad = p.tensor.grad();
@@ -263,13 +265,15 @@ void Reducer::State::launch_ready_buckets() {
 
 // A reduce-scattered bucket's full copy lives until the collective has read it. When backward produces buckets
 // faster than they travel, every one of them would be alive at once — the whole gradient, which stage 2 exists not
-// to hold — so backward waits for the oldest while more than two buckets' worth are in flight (on a GPU the wait
-// orders streams only; the caching allocator reuses a bucket's memory once its collective is done).
+// to hold — so backward waits for the oldest while more than a bucket's worth is in flight (on a GPU the wait
+// orders streams only; the caching allocator reuses a bucket's memory once its collective is done). Buckets the
+// caller chose (a block each in ZeRO stage 3) are as large as their blocks: only the newest stays in flight, and
+// overlaps the next block's backward. Measured in bench/memory_bench.cpp (docs/memory.md).
 void Reducer::State::pace_in_flight() {
   const auto bytes = [](const at::Tensor& t) { return t.numel() * static_cast<std::int64_t>(t.element_size()); };
   std::int64_t in_flight = 0;
   for (std::size_t b = oldest_in_flight; b < next_to_launch; ++b) in_flight += bytes(buckets[b].in_flight);
-  const auto limit = static_cast<std::int64_t>(2 * options.bucket_cap_bytes);
+  const auto limit = options.bucket_groups.empty() ? static_cast<std::int64_t>(options.bucket_cap_bytes) : 0;
   while (in_flight > limit && oldest_in_flight + 1 < next_to_launch) {
     Bucket& oldest = buckets[oldest_in_flight++];
     oldest.work->wait();
@@ -545,9 +549,20 @@ std::int64_t Reducer::gradient_bytes() const {
   std::int64_t bytes = 0;
   for (const State::Bucket& bucket : state_->buckets) {
     const at::Tensor& held = state_->options.shard_gradients ? bucket.shard : bucket.flat;
-    bytes += held.numel() * static_cast<std::int64_t>(held.element_size());
+    if (held.defined()) bytes += held.numel() * static_cast<std::int64_t>(held.element_size());
   }
   return bytes;
+}
+
+void Reducer::free_gradient_shards() {
+  State& s = *state_;
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.options.shard_gradients) return;
+  s.shards_freed = true;
+  for (State::Bucket& bucket : s.buckets) {
+    bucket.shard = at::Tensor();
+    bucket.wire_shard = at::Tensor();
+  }
 }
 
 std::vector<std::vector<std::size_t>> Reducer::bucket_plan() const {

@@ -129,6 +129,9 @@ class Reducer {
   std::size_t buckets_launched_in_backward() const;
   // Bytes of gradient memory the reducer holds between steps (buckets, or shards with shard_gradients).
   std::int64_t gradient_bytes() const;
+  // With shard_gradients, at the end of a run: frees the gradient shards (ZeRO stage 3 gathers the whole model into
+  // their memory). The reducer reduces nothing more: a later backward throws ReducerError.
+  void free_gradient_shards();
 
   struct State;
 

@@ -34,7 +34,7 @@ void give_memory(const at::Tensor& flat) {
 
 ShardedOptimizer::ShardedOptimizer(const OptimizerOptions& options, Reducer& reducer, comm::Communicator& replicas,
                                    bool shard_parameters)
-    : replicas_(replicas), shard_parameters_(shard_parameters) {
+    : reducer_(reducer), replicas_(replicas), shard_parameters_(shard_parameters) {
   if (!reducer.plan_is_final()) {
     throw std::invalid_argument("a sharded optimizer needs the reducer's bucket plan fixed (rebuild_buckets off)");
   }
@@ -72,36 +72,28 @@ ShardedOptimizer::ShardedOptimizer(const OptimizerOptions& options, Reducer& red
 }
 
 void ShardedOptimizer::set_learning_rate(double lr) {
-  runtime::set_learning_rate(*optimizer_, lr);
+  runtime::set_learning_rate(optimizer(), lr);
 }
 
 void ShardedOptimizer::step() {
-  if (!shard_parameters_) {
+  if (finished_) throw std::logic_error("ShardedOptimizer::step after finish()");
+  if (shard_parameters_) {
+    // A block whose gradient never came (an unused parameter) is still whole; the step makes it stale.
+    for (std::size_t b = 0; b < flat_.size(); ++b) release(b);
     optimizer_->step();
-    at::NoGradGuard no_grad;
-    std::vector<comm::WorkPtr> works;
-    for (std::size_t b = 0; b < flat_.size(); ++b) {
-      if (needs_host_staging(replicas_, flat_[b])) {
-        allgather_in_place(replicas_, flat_[b]);
-      } else {
-        works.push_back(replicas_.allgather(flat_[b], shards_[b]));
-      }
-    }
-    for (auto& work : works) work->wait();
     return;
   }
-  // Stage 3: a block whose gradient never came (an unused parameter) is still whole; the step makes it stale.
-  for (std::size_t b = 0; b < flat_.size(); ++b) release(b);
   optimizer_->step();
-  // Buckets held whole by gather_parameters are gathered again with the new values, all started before any wait.
-  std::vector<std::size_t> stale;
+  at::NoGradGuard no_grad;
+  std::vector<comm::WorkPtr> works;
   for (std::size_t b = 0; b < flat_.size(); ++b) {
-    if (held_[b] != Held::kWhole) continue;
-    held_[b] = Held::kShard;
-    start_gather(b);
-    stale.push_back(b);
+    if (needs_host_staging(replicas_, flat_[b])) {
+      allgather_in_place(replicas_, flat_[b]);
+    } else {
+      works.push_back(replicas_.allgather(flat_[b], shards_[b]));
+    }
   }
-  for (std::size_t b : stale) wait_gathered(b);
+  for (auto& work : works) work->wait();
 }
 
 // The parameters' gradients are the next backward's accumulators (views into the buckets in stage 1, none in stage
@@ -117,7 +109,7 @@ void ShardedOptimizer::start_gather(std::size_t bucket) {
   at::NoGradGuard no_grad;
   const at::Tensor& flat = flat_[bucket];
   const at::Tensor& shard = shards_[bucket];
-  if (flat.storage().nbytes() == 0) give_memory(flat);  // whole memory kept across a step is reused
+  give_memory(flat);
   if (needs_host_staging(replicas_, flat)) {
     flat.narrow(0, replicas_.rank() * shard.numel(), shard.numel()).copy_(shard);
     allgather_in_place(replicas_, flat);
@@ -137,31 +129,40 @@ void ShardedOptimizer::wait_gathered(std::size_t bucket) {
 }
 
 void ShardedOptimizer::release(std::size_t bucket) {
-  if (!shard_parameters_ || whole_ > 0 || held_.at(bucket) == Held::kShard) return;
+  if (!shard_parameters_ || finished_ || held_.at(bucket) == Held::kShard) return;
   wait_gathered(bucket);  // the collective must be done writing before the memory goes
   free_memory(flat_[bucket]);
   held_[bucket] = Held::kShard;
 }
 
-void ShardedOptimizer::gather_parameters() {
-  if (!shard_parameters_ || whole_++ > 0) return;
-  for (std::size_t b = 0; b < flat_.size(); ++b) start_gather(b);
-  for (std::size_t b = 0; b < flat_.size(); ++b) wait_gathered(b);
+std::vector<at::Tensor> ShardedOptimizer::parameter_shards() const {
+  return shard_parameters_ ? shards_ : std::vector<at::Tensor>{};
 }
 
-// Every rank wrote the same whole values (a checkpoint loaded, say): each keeps its shard of them.
-void ShardedOptimizer::release_parameters() {
-  if (!shard_parameters_ || --whole_ > 0) return;
-  at::NoGradGuard no_grad;
+void ShardedOptimizer::finish() {
+  if (!shard_parameters_ || finished_) return;
+  // No step follows: the optimizer (its state and its hold on the shards) and the gradient shards go first, and each
+  // parameter shard as soon as its bucket is gathered, so the whole model grows into the memory they leave: the run's
+  // peak stays that of its steps.
+  optimizer_.reset();
+  for (at::Tensor& shard : shards_) shard.mutable_grad() = at::Tensor();
+  reducer_.free_gradient_shards();
   for (std::size_t b = 0; b < flat_.size(); ++b) {
-    shards_[b].copy_(flat_[b].narrow(0, replicas_.rank() * shards_[b].numel(), shards_[b].numel()));
-    release(b);
+    wait_gathered(b);
+    shards_[b] = at::Tensor();
   }
+  shards_.clear();
+  finished_ = true;
+}
+
+torch::optim::Optimizer& ShardedOptimizer::optimizer() {
+  if (!optimizer_) throw std::logic_error("ShardedOptimizer::optimizer after finish()");
+  return *optimizer_;
 }
 
 std::int64_t ShardedOptimizer::parameter_bytes() const {
   std::int64_t bytes = 0;
-  for (const at::Tensor& held : shard_parameters_ ? shards_ : flat_) {
+  for (const at::Tensor& held : shard_parameters_ && !finished_ ? shards_ : flat_) {
     bytes += held.numel() * static_cast<std::int64_t>(held.element_size());
   }
   return bytes;

@@ -39,15 +39,15 @@ class ShardedOptimizer final : public ModelOptimizer {
   void set_learning_rate(double lr) override;
   void step() override;
   void zero_grad() override;
-  torch::optim::Optimizer& optimizer() override { return *optimizer_; }
+  torch::optim::Optimizer& optimizer() override;
   std::string shard_layout() const override { return layout_; }
-  void gather_parameters() override;
-  void release_parameters() override;
+  std::vector<at::Tensor> parameter_shards() const override;
+  void finish() override;
   std::int64_t parameter_bytes() const override;
 
   // Stage 3. Collective over the replicas, in the same order on every rank. start_gather(b) gives bucket b's
   // parameters their memory and starts all-gathering the shards into it; wait_gathered(b) returns once they hold
-  // their values (starting the gather if needed); release(b) frees them (not while gather_parameters holds them).
+  // their values (starting the gather if needed); release(b) frees them (not after finish()).
   void start_gather(std::size_t bucket);
   void wait_gathered(std::size_t bucket);
   void release(std::size_t bucket);
@@ -55,6 +55,7 @@ class ShardedOptimizer final : public ModelOptimizer {
  private:
   enum class Held { kShard, kGathering, kWhole };
 
+  Reducer& reducer_;
   comm::Communicator& replicas_;
   bool shard_parameters_;
   std::vector<at::Tensor> parameters_;  // the model's, now views into flat_
@@ -62,7 +63,7 @@ class ShardedOptimizer final : public ModelOptimizer {
   std::vector<at::Tensor> shards_;      // per bucket: this rank's shard of flat_ (what the optimizer steps)
   std::vector<Held> held_;              // stage 3: what each bucket holds now
   std::vector<comm::WorkPtr> gathers_;  // stage 3: the all-gathers in flight
-  int whole_ = 0;                       // stage 3: open gather_parameters() calls
+  bool finished_ = false;               // finish() was called
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::string layout_;
 };

@@ -1,5 +1,7 @@
 #include "runtime/device/compute_device.h"
 
+#include <malloc.h>
+
 namespace dtrain::runtime {
 
 namespace {
@@ -13,6 +15,10 @@ class CpuDevice final : public ComputeDevice {
   Batch receive(StagedBatch staged) override { return std::move(staged.batch); }
   void synchronize() override {}
   DeviceMemory memory() const override { return {}; }
+  std::int64_t held_bytes() const override {
+    const struct mallinfo2 heap = mallinfo2();  // every arena, and the chunks malloc mapped on its own
+    return static_cast<std::int64_t>(heap.uordblks + heap.hblkhd);
+  }
   at::Tensor rng_state() const override { return {}; }
   void set_rng_state(const at::Tensor&) override {}
   void allow_tf32(bool) override {}

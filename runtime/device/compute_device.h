@@ -7,7 +7,8 @@
 //    tensors as used on the compute stream, so the caching allocator does not hand their memory to the copy stream
 //    again while the compute stream still reads it. Host batches are in pinned memory (pins_host_batches()), without
 //    which a "non-blocking" copy is a synchronous one.
-//  - memory: the caching allocator's allocated and peak bytes and the device's free and total memory (zeros on CPU).
+//  - memory: the caching allocator's allocated and peak bytes and the device's free and total memory (zeros on CPU);
+//    held_bytes() also on the CPU, for the activation meter.
 //  - random state: the device generator's state (the CPU generator is saved by the checkpoint on every device).
 // CpuDevice is the identity. CudaDevice (runtime/device/cuda_device.cpp) exists only in a build against a CUDA
 // LibTorch; elsewhere make_compute_device refuses CUDA with one line (runtime/device/cuda_device_absent.cpp).
@@ -15,6 +16,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -50,6 +52,9 @@ class ComputeDevice {
   // Blocks the host until the compute stream has finished what was queued (for timing and host reads).
   virtual void synchronize() = 0;
   virtual DeviceMemory memory() const = 0;
+  // Bytes held for this process's data on the device now, exactly and cheaply (Note [Activation bytes]): on CUDA the
+  // caching allocator's tensors; on the CPU malloc's bytes in use, tensors and everything else.
+  virtual std::int64_t held_bytes() const = 0;
   // The device generator's state (a byte tensor on the CPU), undefined where the device has none of its own.
   virtual at::Tensor rng_state() const = 0;
   virtual void set_rng_state(const at::Tensor& state) = 0;

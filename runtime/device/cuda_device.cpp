@@ -88,6 +88,12 @@ class CudaDevice final : public ComputeDevice {
     return memory;
   }
 
+  std::int64_t held_bytes() const override {
+    using c10::CachingAllocator::StatType;
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index_);
+    return stats.allocated_bytes[static_cast<std::size_t>(StatType::AGGREGATE)].current;
+  }
+
   at::Tensor rng_state() const override {
     at::Generator generator = at::cuda::detail::getDefaultCUDAGenerator(index_);
     std::lock_guard<std::mutex> lock(generator.mutex());

@@ -25,6 +25,13 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFormat = "dtrain-checkpoint-1";
+constexpr const char* kParameterShards = "dtrain_parameter_shards";  // in a stage 3 optimizer shard file
+
+c10::List<at::Tensor> cpu_copies(const std::vector<at::Tensor>& tensors) {
+  c10::List<at::Tensor> out;
+  for (const auto& t : tensors) out.push_back(t.detach().cpu());
+  return out;
+}
 
 c10::List<at::Tensor> detached(const std::vector<NamedTensor>& tensors) {
   c10::List<at::Tensor> out;
@@ -196,6 +203,9 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
     try {
       torch::serialize::OutputArchive archive;
       contents.optimizer->save(archive);
+      if (!contents.parameter_shards.empty()) {
+        archive.write(kParameterShards, c10::IValue(cpu_copies(contents.parameter_shards)));
+      }
       write_atomically(archive, shard);
     } catch (const std::exception& e) {
       error = failed(e.what());
@@ -225,9 +235,11 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
                              {"parameters", signatures(contents.parameters)},
                              {"buffers", signatures(contents.buffers)}};
       if (sharded) meta["optimizer_shards"] = contents.optimizer_shard_layout;
+      const bool parameters_in_shards = sharded && !contents.parameter_shards.empty();
+      if (parameters_in_shards) meta["parameters_in_shards"] = true;
       torch::serialize::OutputArchive archive;
       archive.write("meta", c10::IValue(meta.dump()));
-      archive.write("parameters", c10::IValue(detached(contents.parameters)));
+      if (!parameters_in_shards) archive.write("parameters", c10::IValue(detached(contents.parameters)));
       archive.write("buffers", c10::IValue(detached(contents.buffers)));
       archive.write("rng", all_rng);
       if (all_device_rng.defined()) archive.write("device_rng", all_device_rng);
@@ -349,8 +361,8 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
       try {
         shard.load_from(file, device_of(contents));
       } catch (const std::exception& e) {
-        problem = fmt::format("checkpoint {}: its optimizer shard {} cannot be read: {}", path, file,
-                              first_line(e.what()));
+        problem =
+            fmt::format("checkpoint {}: its optimizer shard {} cannot be read: {}", path, file, first_line(e.what()));
       }
     }
     control.raise_if_any_failed(problem);
@@ -364,7 +376,17 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
       const auto saved = list.toTensorList();
       for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i].tensor.copy_(saved.get(i));
     };
-    restore("parameters", contents.parameters);
+    if (meta.value("parameters_in_shards", false)) {
+      c10::IValue list;
+      shard.read(kParameterShards, list);
+      const auto saved = list.toTensorList();
+      // The shard layout, compared above, names stage 3 and the shard sizes: this holds unless the file was altered.
+      if (saved.size() != contents.parameter_shards.size())
+        fail("its optimizer shard holds another number of parameter shards");
+      for (std::size_t i = 0; i < saved.size(); ++i) contents.parameter_shards[i].copy_(saved.get(i));
+    } else {
+      restore("parameters", contents.parameters);
+    }
     restore("buffers", contents.buffers);
     if (contents.optimizer != nullptr && !saved_shards.empty()) {
       contents.optimizer->load(shard);

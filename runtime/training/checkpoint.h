@@ -1,9 +1,9 @@
 #pragma once
 // Checkpoints: everything a run needs to continue bit for bit — model, optimizer, loss scaler, sampler position,
 // every rank's RNG state, step and epoch — in one file written by rank 0. With a sharded optimizer (Note [Optimizer
-// shards]) every rank also writes its own shard of the optimizer state beside it,
-// "checkpoint-<step>[.<part>].optimizer-<rank>-of-<ranks>.pt", before rank 0 writes the main file, whose metadata
-// names the shard layout: a main file under its final name means that every shard was written.
+// shards]) every rank also writes its own shard of the optimizer state beside it (in ZeRO stage 3 with its shard of
+// the parameters), "checkpoint-<step>[.<part>].optimizer-<rank>-of-<ranks>.pt", before rank 0 writes the main file,
+// whose metadata names the shard layout: a main file under its final name means that every shard was written.
 // Note [Atomic checkpoints]: a checkpoint is written to a temporary file in the same folder, fsync'ed, renamed over
 // its final name and the folder fsync'ed; only then are checkpoints beyond the last `keep` removed, with the
 // temporary files of writes that a killed process never finished (they are never read: only final names count). A
@@ -43,6 +43,9 @@ struct CheckpointContents {
   // ModelOptimizer::shard_layout(): "" when `optimizer` holds the state of every parameter; otherwise `optimizer` is
   // this rank's shard, written to and read from its own file.
   std::string optimizer_shard_layout = {};
+  // ZeRO stage 3 (ModelOptimizer::parameter_shards()): the parameters are these shards, written to and read from the
+  // optimizer shard file with the optimizer state; the main file lists the parameters' names and shapes only.
+  std::vector<at::Tensor> parameter_shards = {};
 };
 
 class CheckpointStore {

@@ -12,16 +12,23 @@ using comm::seconds_since;
 using comm::SteadyClock;
 
 DataParallelStep::DataParallelStep(TrainableModel& model, Precision precision, Reducer& reducer, GradScaler& scaler,
-                                   OptimizerUpdate& update)
-    : model_(model), precision_(precision), reducer_(reducer), scaler_(scaler), update_(update) {}
+                                   OptimizerUpdate& update, ActivationMeter& activations)
+    : model_(model),
+      precision_(precision),
+      reducer_(reducer),
+      scaler_(scaler),
+      update_(update),
+      activations_(activations) {}
 
 StepResult DataParallelStep::run(const std::vector<Batch>& batches, std::int64_t step, StepTimes& times) {
   StepResult result;
   const auto micro_batches = static_cast<double>(batches.size());
   at::Tensor loss_sum;  // on the device: read once per step, not once per micro-batch
+  activations_.step_begins();
   for (std::size_t i = 0; i < batches.size(); ++i) {
     auto t = SteadyClock::now();
     const at::Tensor loss = prediction_loss(predict(batches[i].inputs), batches[i].targets);
+    activations_.forward_ended();
     times.forward += seconds_since(t);
     Timeline::instance().add("forward", "compute", t, SteadyClock::now(), Lane::kCompute, static_cast<std::int64_t>(i));
     loss_sum = loss_sum.defined() ? loss_sum + loss.detach().to(at::kDouble) : loss.detach().to(at::kDouble);

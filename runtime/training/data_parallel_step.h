@@ -4,6 +4,7 @@
 // the earlier ones only accumulate.
 
 #include "runtime/model/model.h"
+#include "runtime/observability/activation_meter.h"
 #include "runtime/training/optimizer_update.h"
 #include "runtime/training/precision.h"
 #include "runtime/training/training_step.h"
@@ -12,9 +13,10 @@ namespace dtrain::runtime {
 
 class DataParallelStep final : public TrainingStep {
  public:
-  // `reducer` averages `model`'s gradients over the replicas; `update` steps with them.
+  // `reducer` averages `model`'s gradients over the replicas; `update` steps with them; `activations` measures what
+  // each forward keeps.
   DataParallelStep(TrainableModel& model, Precision precision, Reducer& reducer, GradScaler& scaler,
-                   OptimizerUpdate& update);
+                   OptimizerUpdate& update, ActivationMeter& activations);
 
   StepResult run(const std::vector<Batch>& batches, std::int64_t step, StepTimes& times) override;
   at::Tensor predict(const at::Tensor& inputs) override;
@@ -28,6 +30,7 @@ class DataParallelStep final : public TrainingStep {
   Reducer& reducer_;
   GradScaler& scaler_;
   OptimizerUpdate& update_;
+  ActivationMeter& activations_;
 };
 
 }  // namespace dtrain::runtime

@@ -29,25 +29,15 @@ class ModelOptimizer {
   // "" when every rank keeps the whole state; otherwise what a checkpoint of the shards must match to be resumed
   // (ranks, shard sizes, bucket plan).
   virtual std::string shard_layout() const = 0;
-  // ZeRO stage 3 keeps only shards of the parameters between uses. Collective over the replicas: from
-  // gather_parameters() to the matching release_parameters() every parameter holds its whole value, and what is
-  // written into the parameters meanwhile (a checkpoint loaded) is kept. Nothing to do for the other optimizers.
-  virtual void gather_parameters() {}
-  virtual void release_parameters() {}
+  // ZeRO stage 3: this rank's shards of the parameters, which a checkpoint stores instead of the parameters (and a
+  // resume writes into); empty for the other optimizers, whose parameters are whole.
+  virtual std::vector<at::Tensor> parameter_shards() const { return {}; }
+  // The run is over: from now on every parameter holds its whole trained value on every replica. Stage 3 first frees
+  // the optimizer state and the gradient shards, which no step needs any more, so that the whole model takes their
+  // memory, then gathers; no step may follow. Collective over the replicas; nothing to do for the other optimizers.
+  virtual void finish() {}
   // Bytes of parameters this rank holds between steps.
   virtual std::int64_t parameter_bytes() const = 0;
-};
-
-// The parameters whole while it lives (ModelOptimizer::gather_parameters).
-class WholeParameters {
- public:
-  explicit WholeParameters(ModelOptimizer& optimizer) : optimizer_(optimizer) { optimizer_.gather_parameters(); }
-  ~WholeParameters() { optimizer_.release_parameters(); }
-  WholeParameters(const WholeParameters&) = delete;
-  WholeParameters& operator=(const WholeParameters&) = delete;
-
- private:
-  ModelOptimizer& optimizer_;
 };
 
 class ReplicatedOptimizer final : public ModelOptimizer {

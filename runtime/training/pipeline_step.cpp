@@ -7,14 +7,16 @@
 namespace dtrain::runtime {
 
 PipelineStep::PipelineStep(TrainableModel& stage, Precision precision, ParallelGrid& grid, ScheduleKind schedule,
-                           int micro_batches, Reducer& reducer, GradScaler& scaler, OptimizerUpdate& update)
+                           int micro_batches, Reducer& reducer, GradScaler& scaler, OptimizerUpdate& update,
+                           ActivationMeter& activations)
     : stage_(stage),
       precision_(precision),
       engine_(*grid.pipeline, *grid.pipeline_control, make_schedule(schedule, grid.stages, grid.stage, micro_batches),
               micro_batches, stage.device()),
       reducer_(reducer),
       scaler_(scaler),
-      update_(update) {}
+      update_(update),
+      activations_(activations) {}
 
 StepResult PipelineStep::run(const std::vector<Batch>& batches, std::int64_t step, StepTimes& times) {
   std::vector<at::Tensor> inputs;
@@ -23,7 +25,12 @@ StepResult PipelineStep::run(const std::vector<Batch>& batches, std::int64_t ste
   }
   const auto micro_batches = static_cast<double>(batches.size());
   StageFunctions functions;
-  functions.forward = [this](const at::Tensor& x) { return forward_in(precision_, stage_, x); };
+  activations_.step_begins();
+  functions.forward = [this](const at::Tensor& x) {
+    at::Tensor output = forward_in(precision_, stage_, x);
+    activations_.forward_ended();  // every micro-batch still waiting for its backward counts
+    return output;
+  };
   functions.loss = [&](const at::Tensor& output, int mb, double& unscaled) {
     const at::Tensor loss = prediction_loss(output, batches[static_cast<std::size_t>(mb)].targets);
     unscaled = loss.item<double>();

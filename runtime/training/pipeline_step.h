@@ -5,6 +5,7 @@
 // along the pipeline (OptimizerUpdate).
 
 #include "runtime/model/model.h"
+#include "runtime/observability/activation_meter.h"
 #include "runtime/pipeline/pipeline_engine.h"
 #include "runtime/training/optimizer_update.h"
 #include "runtime/training/parallel_grid.h"
@@ -16,9 +17,9 @@ namespace dtrain::runtime {
 class PipelineStep final : public TrainingStep {
  public:
   // Collective over the grid: checks the schedules of every stage. `reducer` averages the stage's gradients over its
-  // replicas (grid.data).
+  // replicas (grid.data); `activations` measures what the stage's forwards keep.
   PipelineStep(TrainableModel& stage, Precision precision, ParallelGrid& grid, ScheduleKind schedule, int micro_batches,
-               Reducer& reducer, GradScaler& scaler, OptimizerUpdate& update);
+               Reducer& reducer, GradScaler& scaler, OptimizerUpdate& update, ActivationMeter& activations);
 
   StepResult run(const std::vector<Batch>& batches, std::int64_t step, StepTimes& times) override;
   at::Tensor predict(const at::Tensor& inputs) override;
@@ -33,6 +34,7 @@ class PipelineStep final : public TrainingStep {
   Reducer& reducer_;
   GradScaler& scaler_;
   OptimizerUpdate& update_;
+  ActivationMeter& activations_;
 };
 
 }  // namespace dtrain::runtime

@@ -10,12 +10,13 @@
 
 #include "comm/clock.h"
 #include "runtime/data/device_feed.h"
+#include "runtime/data_parallel/parameter_gatherer.h"
+#include "runtime/data_parallel/sharded_optimizer.h"
 #include "runtime/model/torch_compat.h"
+#include "runtime/observability/activation_meter.h"
 #include "runtime/observability/memory_monitor.h"
 #include "runtime/observability/timeline.h"
 #include "runtime/training/checkpoint_policy.h"
-#include "runtime/data_parallel/parameter_gatherer.h"
-#include "runtime/data_parallel/sharded_optimizer.h"
 #include "runtime/training/data_parallel_step.h"
 #include "runtime/training/interval_metrics.h"
 #include "runtime/training/optimizer_update.h"
@@ -99,9 +100,8 @@ std::unique_ptr<ModelOptimizer> optimizer_for(const TrainerOptions& o, Trainable
 std::unique_ptr<ParameterGatherer> gatherer_for(const TrainerOptions& o, TrainableModel& model, Reducer& reducer,
                                                 ModelOptimizer& optimizer) {
   if (o.zero_stage != 3) return nullptr;
-  auto gatherer =
-      std::make_unique<ParameterGatherer>(model.block_parameter_names("--zero-stage 3"), model.parameters(), reducer,
-                                          dynamic_cast<ShardedOptimizer&>(optimizer));
+  auto gatherer = std::make_unique<ParameterGatherer>(model.block_parameter_names("--zero-stage 3"), model.parameters(),
+                                                      reducer, dynamic_cast<ShardedOptimizer&>(optimizer));
   model.set_block_hooks(gatherer.get());
   return gatherer;
 }
@@ -163,6 +163,7 @@ struct Trainer::Parts {
   EarlyStopping early_stopping;
   TrainableModel& model;
   std::unique_ptr<ComputeDevice> device;
+  ActivationMeter activations;
   std::unique_ptr<DataFeed> train_on_device, eval_on_device;  // GPUs only
   DataFeed& train;
   DataFeed* eval;
@@ -188,6 +189,7 @@ struct Trainer::Parts {
         early_stopping({o.early_stopping_patience, o.early_stopping_metric, o.early_stopping_min_delta}),
         model(m),
         device(device_for(o, m)),
+        activations(*device),
         train(*on_device(&t, *device, train_on_device)),
         eval(on_device(e, *device, eval_on_device)),
         own_grid(grid_of_replicas(c, g)),
@@ -208,9 +210,9 @@ struct Trainer::Parts {
     }
     if (grid.stages > 1) {
       step = std::make_unique<PipelineStep>(model, o.amp, grid, o.pipeline_schedule, o.accumulation, *reducer, scaler,
-                                            update);
+                                            update, activations);
     } else {
-      step = std::make_unique<DataParallelStep>(model, o.amp, *reducer, scaler, update);
+      step = std::make_unique<DataParallelStep>(model, o.amp, *reducer, scaler, update, activations);
     }
     start_timeline(o.trace_file, world);
     resume();
@@ -220,20 +222,24 @@ struct Trainer::Parts {
   }
 
   CheckpointContents contents() {
-    return {model.name(),        model.parameters(),          model.buffers(),
-            &optimizer->optimizer(), to_string(o.optimizer.kind), device.get(), optimizer->shard_layout()};
+    return {model.name(),
+            model.parameters(),
+            model.buffers(),
+            &optimizer->optimizer(),
+            to_string(o.optimizer.kind),
+            device.get(),
+            optimizer->shard_layout(),
+            optimizer->parameter_shards()};
   }
   void save_checkpoint() {
     state.sampler_state = train.state();
     state.loss_scale = scaler.scale();
     state.loss_scale_clean_steps = scaler.clean_steps();
-    WholeParameters whole(*optimizer);
     const std::string path = checkpoints.save(contents(), state);
     if (!path.empty()) last_checkpoint = path;
   }
   void resume() {
     if (o.resume.empty()) return;
-    WholeParameters whole(*optimizer);  // the loaded values are then taken into the shards
     CheckpointContents into = contents();
     const auto resumed = checkpoints.resume(into);
     if (!resumed) return;
@@ -352,28 +358,31 @@ TrainResult Trainer::run() {
       break;
     }
   }
-  // The caller gets the whole trained model (stage 3 kept shards): collective, as every rank ends here.
-  p.optimizer->gather_parameters();
   p.save_checkpoint();
   result.steps = s.step;
   result.skipped_steps = p.skipped_steps;
   result.seconds = seconds_since(start);
-  result.peak_memory_gb = p.world.max(current_memory().peak_gb);
-  result.peak_gpu_memory_gb = p.world.max(p.device->memory().peak_allocated_gb);
   result.last_checkpoint = p.last_checkpoint;
   result.parameter_bytes = p.world.max(p.optimizer->parameter_bytes());
   result.gradient_bytes = p.world.max(p.reducer->gradient_bytes());
   result.optimizer_state_bytes = p.world.max(optimizer_state_bytes(p.optimizer->optimizer()));
+  result.peak_activation_bytes = p.world.max(p.activations.peak_bytes());
+  // The caller gets the whole trained model; stage 3 gathers it into the memory of the state it frees first.
+  p.optimizer->finish();
+  result.peak_memory_gb = p.world.max(current_memory().peak_gb);
+  result.peak_gpu_memory_gb = p.world.max(p.device->memory().peak_allocated_gb);
   const auto mib = [](std::int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
   p.reporter.event(fmt::format("training state per rank (largest): parameters {:.2f} MiB, gradients {:.2f} MiB, "
-                               "optimizer state {:.2f} MiB (--zero-stage {})",
+                               "optimizer state {:.2f} MiB (--zero-stage {}); peak activations {:.2f} MiB",
                                mib(result.parameter_bytes), mib(result.gradient_bytes),
-                               mib(result.optimizer_state_bytes), p.o.zero_stage),
+                               mib(result.optimizer_state_bytes), p.o.zero_stage, mib(result.peak_activation_bytes)),
                    {{"event", "training_state_bytes"},
                     {"zero_stage", p.o.zero_stage},
                     {"parameters", result.parameter_bytes},
                     {"gradients", result.gradient_bytes},
-                    {"optimizer_state", result.optimizer_state_bytes}});
+                    {"optimizer_state", result.optimizer_state_bytes},
+                    {"peak_activations", result.peak_activation_bytes},
+                    {"activation_checkpoint_every", p.o.activation_checkpoint_every}});
   result.peak_live_activations =
       static_cast<int>(p.world.max(static_cast<std::int64_t>(p.step->peak_live_activations())));
   if (!p.o.trace_file.empty()) p.write_trace();

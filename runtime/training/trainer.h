@@ -79,6 +79,9 @@ struct TrainResult {
   std::int64_t parameter_bytes = 0;
   std::int64_t gradient_bytes = 0;  // the reducer's buckets or shards
   std::int64_t optimizer_state_bytes = 0;
+  // The most memory any rank's forwards kept for backward, above what it held at the step's start (Note [Activation
+  // bytes]).
+  std::int64_t peak_activation_bytes = 0;
   std::string last_checkpoint;
 };
 

@@ -33,7 +33,7 @@ records = [train(10, 500.0, 1.0, 9.0),  # an earlier run, reported only with --a
            {"event": "eval", "step": 20, "epoch": 0, "loss": 1.25, "accuracy": 0.75, "samples": 100,
             "predictions": 100, "bits_per_prediction": 1.8},
            {"event": "training_state_bytes", "zero_stage": 2, "parameters": 4 * 2**20, "gradients": 2**19,
-            "optimizer_state": 2**20}]
+            "optimizer_state": 2**20, "peak_activations": 3 * 2**19, "activation_checkpoint_every": 2}]
 metrics = os.path.join(scratch, "metrics.jsonl")
 with open(metrics, "w") as f:
     f.write("\n".join(json.dumps(r) for r in records) + "\n")
@@ -48,7 +48,8 @@ for line in ["| steps | 20 |", "| throughput | 400.0 samples/s |", "| step time 
              "| data-wait share | 10.0% |", "| peak memory (any rank) | 0.20 GB |", "| final training loss | 1.5000 |",
              "| final evaluation | loss 1.2500, accuracy 0.7500 |", "| best evaluation accuracy | 0.7500 (step 20) |",
              "| training state per rank (largest, --zero-stage 2) | parameters 4.00 MiB, gradients 0.50 MiB, "
-             "optimizer state 1.00 MiB |"]:
+             "optimizer state 1.00 MiB |",
+             "| peak activations per rank (largest) | 1.50 MiB (--activation-checkpointing-every 2) |"]:
     check(result.returncode == 0 and line in out, f"table has {line}", out + result.stderr)
 for name in ["loss.png", "accuracy.png", "step_time.png"]:
     path = os.path.join(plots, name)

@@ -33,6 +33,7 @@ class RecordingDevice final : public ComputeDevice {
   }
   void synchronize() override {}
   DeviceMemory memory() const override { return {}; }
+  std::int64_t held_bytes() const override { return 0; }
   at::Tensor rng_state() const override { return {}; }
   void set_rng_state(const at::Tensor&) override {}
   void allow_tf32(bool) override {}

@@ -161,7 +161,7 @@ TEST_F(ShardedOptimizerTest, EachRankKeepsOnlyItsShardOfTheStateInStageTwoOfTheG
   }
 }
 
-// Around each block only that block and the next (gathered ahead) have memory; between steps none, after the run all.
+// Around each block only that block and the next (gathered ahead) have memory; between steps none, after the run (ShardedOptimizer::finish) all.
 TEST_F(ShardedOptimizerTest, InStageThreeABlocksParametersHaveMemoryOnlyAroundItsUse) {
   torch::nn::Linear first(8, 13), second(13, 7), third(7, 3);
   const std::vector<at::Tensor> weights{first->weight, second->weight, third->weight};  // the model's own tensors
@@ -216,6 +216,11 @@ TEST_F(ShardedOptimizerTest, ASplitShardedRunResumesBitForBitFromEveryRanksShard
       const std::string shard = optimizer_shard_file(folder_ + "/checkpoint-000000003.pt", r, comm_->size());
       EXPECT_TRUE(fs::exists(shard)) << shard;
     }
+    torch::serialize::InputArchive main_file;
+    main_file.load_from(folder_ + "/checkpoint-000000003.pt");
+    c10::IValue parameters;
+    EXPECT_EQ(main_file.try_read("parameters", parameters), stage != 3)
+        << "stage " << stage << ": stage 3 writes its parameters as every rank's shards, never gathered whole";
     TrainerOptions second = options_for(adam, stage);
     second.checkpoint_dir = folder_;
     second.resume = "auto";

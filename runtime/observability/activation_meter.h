@@ -1,0 +1,31 @@
+#pragma once
+// Note [Activation bytes]
+// What the activations of a run cost, measured, not estimated: at the start of each step the meter notes the memory
+// held on the compute device (ComputeDevice::held_bytes: the caching allocator's tensors on CUDA, malloc's in-use
+// bytes on the CPU), and after every forward of a micro-batch the memory held above that. That is what autograd
+// keeps for the backwards still to come (of every micro-batch in flight, in a pipeline), with what the forward left
+// allocated besides (its output and loss, autocast's weight copies, a block gathered ahead in ZeRO stage 3); the
+// temporaries that live only inside one operation are gone by then and are not counted. The largest figure over the
+// run is peak_bytes(): what --activation-checkpointing saves shows there (docs/memory.md).
+
+#include <cstdint>
+
+#include "runtime/device/compute_device.h"
+
+namespace dtrain::runtime {
+
+class ActivationMeter {
+ public:
+  explicit ActivationMeter(const ComputeDevice& device) : device_(device) {}
+  void step_begins() { at_step_start_ = device_.held_bytes(); }
+  void forward_ended();
+  // The most bytes held above a step's start after any forward so far (0 before the first).
+  std::int64_t peak_bytes() const { return peak_; }
+
+ private:
+  const ComputeDevice& device_;
+  std::int64_t at_step_start_ = 0;
+  std::int64_t peak_ = 0;
+};
+
+}  // namespace dtrain::runtime
