@@ -2,6 +2,13 @@
 
 #include <malloc.h>
 
+#include <cstddef>
+
+#if defined(__SANITIZE_ADDRESS__)
+// Declared by <sanitizer/allocator_interface.h>, which GCC does not install; defined by the AddressSanitizer runtime.
+extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
+#endif
+
 namespace dtrain::runtime {
 
 namespace {
@@ -16,8 +23,13 @@ class CpuDevice final : public ComputeDevice {
   void synchronize() override {}
   DeviceMemory memory() const override { return {}; }
   std::int64_t held_bytes() const override {
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer's malloc replaces glibc's, whose statistics then stay empty.
+    return static_cast<std::int64_t>(__sanitizer_get_current_allocated_bytes());
+#else
     const struct mallinfo2 heap = mallinfo2();  // every arena, and the chunks malloc mapped on its own
     return static_cast<std::int64_t>(heap.uordblks + heap.hblkhd);
+#endif
   }
   at::Tensor rng_state() const override { return {}; }
   void set_rng_state(const at::Tensor&) override {}
