@@ -12,6 +12,8 @@ packages=(
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
   # command-line, tests, JSON, formatting
   libboost-program-options-dev libgtest-dev libgmock-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
+  # checkpoint checksums
+  libxxhash-dev
   # the bundled real data and the Python peers used by tests and benchmarks
   dataset-fashion-mnist bible-kjv bible-kjv-text python3-h5py python3-numpy python3-torch python3-matplotlib
   # a real Slurm and two network namespaces for the launch tests (tests/slurm)

@@ -11,7 +11,7 @@ mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 
 mirror=${mirror:-http://deb.debian.org/debian}
 packages="g++ cmake ninja-build make pkg-config libtorch-dev libopenblas0-openmp libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools libboost-program-options-dev libgtest-dev libgmock-dev nlohmann-json3-dev
-  libfmt-dev zlib1g-dev dataset-fashion-mnist python3-h5py python3-numpy python3-torch python3-matplotlib"
+  libfmt-dev zlib1g-dev libxxhash-dev dataset-fashion-mnist python3-h5py python3-numpy python3-torch python3-matplotlib"
 
 if ! command -v debootstrap >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null

@@ -54,6 +54,12 @@ if(EXISTS "${TORCH_INSTALL_PREFIX}/include/fmt" AND NOT "${TORCH_INSTALL_PREFIX}
 endif()
 find_package(Threads REQUIRED)
 find_package(ZLIB REQUIRED)
+# Checksums of every tensor of a checkpoint (runtime/training/checksums.h): xxHash, Debian's libxxhash-dev.
+find_path(DTRAIN_XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
+find_library(DTRAIN_XXHASH_LIBRARY xxhash REQUIRED)
+add_library(dtrain::xxhash UNKNOWN IMPORTED)
+set_target_properties(dtrain::xxhash PROPERTIES IMPORTED_LOCATION "${DTRAIN_XXHASH_LIBRARY}"
+                                                INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_XXHASH_INCLUDE_DIR}")
 
 # The NCCL backend needs only the CUDA runtime and NCCL itself (raw device pointers), not a CUDA build of LibTorch.
 find_package(CUDAToolkit QUIET)

@@ -17,6 +17,7 @@
 #include <regex>
 
 #include "comm/error.h"
+#include "runtime/training/checksums.h"
 
 namespace dtrain::runtime {
 
@@ -24,8 +25,36 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kFormat = "dtrain-checkpoint-1";
+constexpr const char* kFormat = "dtrain-checkpoint-2";  // 1: before checksums (Note [Verified checkpoints])
 constexpr const char* kParameterShards = "dtrain_parameter_shards";  // in a stage 3 optimizer shard file
+
+// Every file starts with its metadata, then that text's own checksum; the metadata holds the checksum of every other
+// entry ("checksums": part name -> checksum).
+void write_meta(torch::serialize::OutputArchive& archive, nlohmann::json meta, const nlohmann::json& checksums) {
+  meta["checksums"] = checksums;
+  const std::string text = meta.dump();
+  archive.write("meta", c10::IValue(text));
+  archive.write("meta_checksum", c10::IValue(checksum_of(text)));
+}
+
+// The optimizer's own archive, as bytes in a byte tensor: one entry with one checksum, however LibTorch lays it out.
+at::Tensor serialized(const torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  std::string bytes;
+  archive.save_to([&](const void* data, std::size_t size) {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  return at::from_blob(bytes.data(), {static_cast<std::int64_t>(bytes.size())}, at::kByte).clone();
+}
+
+void load_serialized(torch::optim::Optimizer& optimizer, const at::Tensor& bytes, const c10::Device& device) {
+  const at::Tensor host = bytes.cpu().contiguous();
+  torch::serialize::InputArchive archive;
+  archive.load_from(static_cast<const char*>(host.data_ptr()), static_cast<std::size_t>(host.numel()), device);
+  optimizer.load(archive);
+}
 
 c10::List<at::Tensor> cpu_copies(const std::vector<at::Tensor>& tensors) {
   c10::List<at::Tensor> out;
@@ -202,10 +231,20 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
     std::string error;
     try {
       torch::serialize::OutputArchive archive;
-      contents.optimizer->save(archive);
+      nlohmann::json checksums;
+      const at::Tensor optimizer = serialized(*contents.optimizer);
+      checksums["optimizer state"] = checksum_of(optimizer);
+      archive.write("optimizer", optimizer);
       if (!contents.parameter_shards.empty()) {
-        archive.write(kParameterShards, c10::IValue(cpu_copies(contents.parameter_shards)));
+        const c10::List<at::Tensor> shards = cpu_copies(contents.parameter_shards);
+        for (std::size_t i = 0; i < shards.size(); ++i) {
+          checksums[fmt::format("parameter shard {}", i)] = checksum_of(shards.get(i));
+        }
+        archive.write(kParameterShards, c10::IValue(shards));
       }
+      write_meta(archive,
+                 {{"format", kFormat}, {"step", state.step}, {"rank", control.rank()}, {"ranks", control.size()}},
+                 checksums);
       write_atomically(archive, shard);
     } catch (const std::exception& e) {
       error = failed(e.what());
@@ -238,16 +277,28 @@ std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointC
       const bool parameters_in_shards = sharded && !contents.parameter_shards.empty();
       if (parameters_in_shards) meta["parameters_in_shards"] = true;
       torch::serialize::OutputArchive archive;
-      archive.write("meta", c10::IValue(meta.dump()));
-      if (!parameters_in_shards) archive.write("parameters", c10::IValue(detached(contents.parameters)));
-      archive.write("buffers", c10::IValue(detached(contents.buffers)));
+      nlohmann::json checksums;
+      const auto write_named = [&](const char* key, const char* kind, const std::vector<NamedTensor>& tensors) {
+        const c10::List<at::Tensor> copies = detached(tensors);
+        for (std::size_t i = 0; i < copies.size(); ++i) {
+          checksums[fmt::format("{} {}", kind, tensors[i].name)] = checksum_of(copies.get(i));
+        }
+        archive.write(key, c10::IValue(copies));
+      };
+      if (!parameters_in_shards) write_named("parameters", "parameter", contents.parameters);
+      write_named("buffers", "buffer", contents.buffers);
+      checksums["rng state"] = checksum_of(all_rng);
       archive.write("rng", all_rng);
-      if (all_device_rng.defined()) archive.write("device_rng", all_device_rng);
+      if (all_device_rng.defined()) {
+        checksums["device rng state"] = checksum_of(all_device_rng);
+        archive.write("device_rng", all_device_rng);
+      }
       if (contents.optimizer != nullptr && !sharded) {
-        torch::serialize::OutputArchive optimizer;
-        contents.optimizer->save(optimizer);
+        const at::Tensor optimizer = serialized(*contents.optimizer);
+        checksums["optimizer state"] = checksum_of(optimizer);
         archive.write("optimizer", optimizer);
       }
+      write_meta(archive, meta, checksums);
       write_atomically(archive, path);
       sync_folder(folder_);
       auto existing = checkpoints_in(folder_, part_);
@@ -282,16 +333,17 @@ std::string CheckpointStore::path_for(std::int64_t step) const {
                        : fmt::format("{}/checkpoint-{:09d}.{}.pt", folder_, step, part_);
 }
 
-std::optional<std::int64_t> CheckpointStore::latest_step() const {
-  auto found = checkpoints_in(folder_, part_);
-  if (found.empty()) return std::nullopt;
-  return found.back().first;
+std::optional<std::int64_t> CheckpointStore::latest_step(std::int64_t before) const {
+  const auto found = checkpoints_in(folder_, part_);
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    if (it->first < before) return it->first;
+  }
+  return std::nullopt;
 }
 
-std::optional<std::string> CheckpointStore::latest() const {
-  auto found = checkpoints_in(folder_, part_);
-  if (found.empty()) return std::nullopt;
-  return found.back().second;
+std::optional<std::string> CheckpointStore::latest(std::int64_t before) const {
+  const auto step = latest_step(before);
+  return step ? std::optional<std::string>(path_for(*step)) : std::nullopt;
 }
 
 std::string optimizer_shard_file(const std::string& checkpoint, int rank, int ranks) {
@@ -304,18 +356,136 @@ std::string stage_file_of(const std::string& path, int stage, int stages) {
   return std::regex_replace(path, std::regex("\\.stage[0-9]+-of-[0-9]+\\.pt$"), "." + part_name(stage, stages) + ".pt");
 }
 
+namespace {
+
+// The metadata of a file read by load_from, after its checksum (it holds every other entry's checksum). `file`
+// names the file in errors: "checkpoint <path>" or "checkpoint <path>, optimizer shard <path>".
+nlohmann::json verified_meta(torch::serialize::InputArchive& archive, const std::string& file) {
+  c10::IValue text, checksum;
+  archive.read("meta", text);
+  if (!archive.try_read("meta_checksum", checksum)) {
+    throw CheckpointError(
+        fmt::format("{}: it has no checksums (written by a dtrain older than {}); it "
+                    "cannot be verified, so it is not resumed",
+                    file, kFormat));
+  }
+  if (checksum_of(text.toStringRef()) != checksum.toStringRef()) {
+    throw DamagedCheckpointError(fmt::format("{}: its metadata is damaged (checksum mismatch)", file));
+  }
+  return nlohmann::json::parse(text.toStringRef());
+}
+
+// Reads entry `key` of `archive` (a tensor, or with `count` a list of that many) and checks each against the
+// checksum of `parts[i]` in `meta`: a damaged file is found before anything of it reaches the model.
+class VerifiedReader {
+ public:
+  VerifiedReader(torch::serialize::InputArchive& archive, const nlohmann::json& meta, std::string file)
+      : archive_(archive), checksums_(meta.at("checksums")), file_(std::move(file)) {}
+
+  at::Tensor tensor(const char* key, const std::string& part) {
+    at::Tensor t;
+    if (!archive_.try_read(key, t)) damaged(part, "is missing");
+    verify(t, part);
+    return t;
+  }
+  std::vector<at::Tensor> list(const char* key, const std::vector<std::string>& parts) {
+    c10::IValue value;
+    if (!archive_.try_read(key, value) || !value.isTensorList()) damaged(key, "are missing");
+    const auto saved = value.toTensorList();
+    if (saved.size() != parts.size()) damaged(key, fmt::format("are {}, not {}", saved.size(), parts.size()));
+    std::vector<at::Tensor> out;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      out.push_back(saved.get(i));
+      verify(out.back(), parts[i]);
+    }
+    return out;
+  }
+
+ private:
+  void verify(const at::Tensor& t, const std::string& part) {
+    if (!checksums_.contains(part) || checksums_[part] != checksum_of(t))
+      damaged(part, "is damaged (checksum mismatch)");
+  }
+  [[noreturn]] void damaged(const std::string& part, const std::string& how) {
+    throw DamagedCheckpointError(fmt::format("{}: its {} {}", file_, part, how));
+  }
+
+  torch::serialize::InputArchive& archive_;
+  const nlohmann::json& checksums_;
+  std::string file_;
+};
+
+std::vector<std::string> parts_named(const char* kind, const std::vector<NamedTensor>& tensors) {
+  std::vector<std::string> parts;
+  for (const auto& t : tensors) parts.push_back(fmt::format("{} {}", kind, t.name));
+  return parts;
+}
+
+// This rank's optimizer shard file of the checkpoint, verified: its optimizer state and (stage 3) parameter shards.
+struct VerifiedShard {
+  at::Tensor optimizer;
+  std::vector<at::Tensor> parameter_shards;
+};
+
+VerifiedShard read_shard(const std::string& path, std::int64_t step, const comm::ControlPlane& control,
+                         const CheckpointContents& contents, bool with_parameters) {
+  const std::string file = optimizer_shard_file(path, control.rank(), control.size());
+  const std::string label = fmt::format("checkpoint {}, optimizer shard {}", path, file);
+  if (!fs::exists(file)) {
+    throw DamagedCheckpointError(fmt::format("checkpoint {}: its optimizer shard {} is missing", path, file));
+  }
+  torch::serialize::InputArchive shard;
+  nlohmann::json meta;
+  try {
+    shard.load_from(file, device_of(contents));
+    meta = verified_meta(shard, label);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DamagedCheckpointError(
+        fmt::format("checkpoint {}: its optimizer shard {} cannot be read: {}", path, file, first_line(e.what())));
+  }
+  if (meta.value("step", std::int64_t{-1}) != step || meta.value("rank", -1) != control.rank() ||
+      meta.value("ranks", -1) != control.size()) {
+    throw DamagedCheckpointError(fmt::format("{}: it belongs to another checkpoint (step {}, rank {} of {})", label,
+                                             meta.value("step", std::int64_t{-1}), meta.value("rank", -1),
+                                             meta.value("ranks", -1)));
+  }
+  VerifiedReader reader(shard, meta, label);
+  VerifiedShard out;
+  out.optimizer = reader.tensor("optimizer", "optimizer state");
+  if (with_parameters) {
+    std::vector<std::string> parts;
+    for (std::size_t i = 0; i < contents.parameter_shards.size(); ++i) {
+      parts.push_back(fmt::format("parameter shard {}", i));
+    }
+    out.parameter_shards = reader.list(kParameterShards, parts);
+  }
+  return out;
+}
+
+}  // namespace
+
 TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& path, CheckpointContents& contents) {
   auto fail = [&](const std::string& what) { throw CheckpointError(fmt::format("checkpoint {}: {}", path, what)); };
   if (!fs::exists(path)) fail("no such file");
   torch::serialize::InputArchive archive;
-  nlohmann::json meta;
   try {
     archive.load_from(path, device_of(contents));  // the map location: tensors land on this run's device
-    c10::IValue text;
-    archive.read("meta", text);
-    meta = nlohmann::json::parse(text.toStringRef());
   } catch (const std::exception& e) {
-    fail("cannot be read (truncated or not a dtrain checkpoint): " + first_line(e.what()));
+    throw DamagedCheckpointError(
+        fmt::format("checkpoint {}: cannot be read (truncated, damaged or not a dtrain "
+                    "checkpoint): {}",
+                    path, first_line(e.what())));
+  }
+  nlohmann::json meta;
+  try {
+    meta = verified_meta(archive, "checkpoint " + path);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DamagedCheckpointError(
+        fmt::format("checkpoint {}: its metadata cannot be read: {}", path, first_line(e.what())));
   }
   if (meta.value("format", "") != kFormat) fail("unknown format '" + meta.value("format", "") + "'");
   if (meta["model"] != contents.model_name) {
@@ -350,66 +520,51 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
     fail(fmt::format("its optimizer shards are cut as {}, this run cuts them as {}", saved_shards,
                      contents.optimizer_shard_layout));
   }
+  const bool parameters_in_shards = meta.value("parameters_in_shards", false);
+  if (parameters_in_shards && (saved_shards.empty() || contents.optimizer == nullptr)) {
+    fail("its parameters are in its optimizer shards (--zero-stage 3); resume with --zero-stage 3");
+  }
+
+  // Note [Verified checkpoints]: every entry is read and checked against its checksum before anything is restored.
+  VerifiedReader reader(archive, meta, "checkpoint " + path);
+  std::vector<at::Tensor> parameters;
+  if (!parameters_in_shards) parameters = reader.list("parameters", parts_named("parameter", contents.parameters));
+  const std::vector<at::Tensor> buffers = reader.list("buffers", parts_named("buffer", contents.buffers));
+  const at::Tensor rng = reader.tensor("rng", "rng state");
+  at::Tensor device_rng;
+  if (meta["checksums"].contains("device rng state")) device_rng = reader.tensor("device_rng", "device rng state");
+  at::Tensor optimizer;
+  if (contents.optimizer != nullptr && saved_shards.empty()) optimizer = reader.tensor("optimizer", "optimizer state");
   // Every rank reads its own shard: one rank's problem is every rank's error (no rank goes on training alone).
-  torch::serialize::InputArchive shard;
+  VerifiedShard shard;
   if (contents.optimizer != nullptr && !saved_shards.empty()) {
-    const std::string file = optimizer_shard_file(path, control.rank(), control.size());
     std::string problem;
-    if (!fs::exists(file)) {
-      problem = fmt::format("checkpoint {}: its optimizer shard {} is missing", path, file);
-    } else {
-      try {
-        shard.load_from(file, device_of(contents));
-      } catch (const std::exception& e) {
-        problem =
-            fmt::format("checkpoint {}: its optimizer shard {} cannot be read: {}", path, file, first_line(e.what()));
-      }
+    try {
+      shard = read_shard(path, meta["step"].get<std::int64_t>(), control, contents, parameters_in_shards);
+    } catch (const std::exception& e) {
+      problem = first_line(e.what());
     }
     control.raise_if_any_failed(problem);
   }
 
   try {
     at::NoGradGuard no_grad;
-    auto restore = [&](const char* key, const std::vector<NamedTensor>& tensors) {
-      c10::IValue list;
-      archive.read(key, list);
-      const auto saved = list.toTensorList();
-      for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i].tensor.copy_(saved.get(i));
-    };
-    if (meta.value("parameters_in_shards", false)) {
-      c10::IValue list;
-      shard.read(kParameterShards, list);
-      const auto saved = list.toTensorList();
-      // The shard layout, compared above, names stage 3 and the shard sizes: this holds unless the file was altered.
-      if (saved.size() != contents.parameter_shards.size())
-        fail("its optimizer shard holds another number of parameter shards");
-      for (std::size_t i = 0; i < saved.size(); ++i) contents.parameter_shards[i].copy_(saved.get(i));
-    } else {
-      restore("parameters", contents.parameters);
+    for (std::size_t i = 0; i < parameters.size(); ++i) contents.parameters[i].tensor.copy_(parameters[i]);
+    for (std::size_t i = 0; i < shard.parameter_shards.size(); ++i) {
+      contents.parameter_shards[i].copy_(shard.parameter_shards[i]);
     }
-    restore("buffers", contents.buffers);
-    if (contents.optimizer != nullptr && !saved_shards.empty()) {
-      contents.optimizer->load(shard);
-    } else if (contents.optimizer != nullptr) {
-      torch::serialize::InputArchive optimizer;
-      if (!archive.try_read("optimizer", optimizer)) fail("it has no optimizer state");
-      contents.optimizer->load(optimizer);
-    }
-    at::Tensor rng;
-    archive.read("rng", rng);
+    for (std::size_t i = 0; i < buffers.size(); ++i) contents.buffers[i].tensor.copy_(buffers[i]);
+    if (optimizer.defined()) load_serialized(*contents.optimizer, optimizer, device_of(contents));
+    if (shard.optimizer.defined()) load_serialized(*contents.optimizer, shard.optimizer, device_of(contents));
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
     // A copy, not a view: LibTorch 2.11's set_state crashes on a tensor with a storage offset.
     generator.set_state(rng[control.rank()].cpu().clone());
     // The device's own generator only from a run on the same kind of device (a CUDA state means nothing to the CPU).
-    at::Tensor device_rng;
-    if (contents.device != nullptr &&
-        meta.value("device", "cpu") == std::string(c10::DeviceTypeName(device_of(contents).type(), true)) &&
-        archive.try_read("device_rng", device_rng)) {
+    if (contents.device != nullptr && device_rng.defined() &&
+        meta.value("device", "cpu") == std::string(c10::DeviceTypeName(device_of(contents).type(), true))) {
       contents.device->set_rng_state(device_rng[control.rank()].cpu());
     }
-  } catch (const CheckpointError&) {
-    throw;
   } catch (const std::exception& e) {
     fail("restoring its state failed: " + first_line(e.what()));
   }

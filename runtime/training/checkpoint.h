@@ -9,10 +9,16 @@
 // temporary files of writes that a killed process never finished (they are never read: only final names count). A
 // failed write (full disk, unwritable folder) removes its temporary file and leaves every earlier checkpoint
 // untouched, and every rank gets the same error.
+// Note [Verified checkpoints]: every file begins with its metadata and that text's XXH3 checksum; the metadata holds
+// the checksum of every other entry (each parameter and buffer by name, the RNG states, the optimizer state as one
+// serialized archive, each parameter shard). load_checkpoint reads and verifies every entry of the main file and of
+// this rank's shard before it writes anything into the model, so a damaged file changes nothing; the error names the
+// file and the part. A shard must also name the step, rank and world size of its checkpoint.
 
 #include <torch/optim/optimizer.h>
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -28,6 +34,14 @@ namespace dtrain::runtime {
 class CheckpointError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// The file is not what was written: unreadable, truncated, a checksum that differs, a part missing (Note [Verified
+// checkpoints]). `--resume auto` falls back to an older checkpoint; every other CheckpointError (another model,
+// another number of ranks) is the run's own mistake and stops it.
+class DamagedCheckpointError : public CheckpointError {
+ public:
+  using CheckpointError::CheckpointError;
 };
 
 struct CheckpointContents {
@@ -60,9 +74,9 @@ class CheckpointStore {
   // fails (Note [Agreed errors]).
   std::string save(comm::ControlPlane& control, const CheckpointContents& contents, const TrainingState& state);
 
-  // The newest checkpoint of this part in the folder, if any, and its step.
-  std::optional<std::string> latest() const;
-  std::optional<std::int64_t> latest_step() const;
+  // The newest checkpoint of this part in the folder (before step `before`), if any, and its step.
+  std::optional<std::string> latest(std::int64_t before = std::numeric_limits<std::int64_t>::max()) const;
+  std::optional<std::int64_t> latest_step(std::int64_t before = std::numeric_limits<std::int64_t>::max()) const;
   // "<folder>/checkpoint-<step, 9 digits>[.<part>].pt"
   std::string path_for(std::int64_t step) const;
 
@@ -79,9 +93,10 @@ class CheckpointStore {
 std::string stage_file_of(const std::string& path, int stage, int stages);
 
 // Collective over `control`: every rank reads `path` into `contents` and restores its own RNG state. Throws
-// CheckpointError naming the file and the problem: missing or unreadable file, another model (names, shapes), another
-// world size, optimizer state sharded otherwise; comm::AgreedError on every rank if a rank's optimizer shard is
-// missing or unreadable.
+// CheckpointError naming the file and the problem: no such file, another model (names, shapes), another world size,
+// optimizer state sharded otherwise; DamagedCheckpointError if the main file is damaged or unreadable (the same on
+// every rank: they read the same file); comm::AgreedError on every rank if a rank's optimizer shard is missing,
+// unreadable or damaged.
 
 // The file of rank `rank`'s optimizer shard of the checkpoint `checkpoint` (a main file).
 std::string optimizer_shard_file(const std::string& checkpoint, int rank, int ranks);

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <limits>
 #include <stdexcept>
+
+#include "comm/error.h"
 
 #include "runtime/observability/timeline.h"
 
@@ -28,30 +31,59 @@ std::string CheckpointPolicy::save(const CheckpointContents& contents, const Tra
   return store_->save(*grid_.data_control, contents, state);
 }
 
-std::string CheckpointPolicy::resume_path() {
-  // A pipeline stage given any stage's file of a checkpoint reads its own file of the same checkpoint.
-  if (options_.resume != "auto") return stage_file_of(options_.resume, grid_.stage, grid_.stages);
+std::optional<std::int64_t> CheckpointPolicy::auto_step(std::int64_t before) {
   comm::ControlPlane& world = *grid_.world_control;
-  // With "auto", rank 0 looks (the folder is shared by all ranks) and everyone follows its answer.
-  if (grid_.stages == 1) return world.broadcast(world.rank() == 0 ? store_->latest().value_or("") : "", 0);
-  const std::int64_t mine = store_->latest_step().value_or(-1);
+  const std::int64_t mine = store_->latest_step(before).value_or(-1);
+  // Rank 0 looks (the folder is shared by all ranks) and everyone follows its answer.
+  if (grid_.stages == 1) {
+    const std::int64_t step = std::stoll(world.broadcast(std::to_string(mine), 0));
+    return step < 0 ? std::nullopt : std::optional<std::int64_t>(step);
+  }
   const std::vector<std::int64_t> bounds = world.min({mine, -mine});
   const std::int64_t oldest = bounds[0], newest = -bounds[1];
-  if (newest < 0) return "";
+  if (newest < 0) return std::nullopt;
   if (oldest < 0) {
     throw CheckpointError(
         fmt::format("--resume auto: some pipeline stages have checkpoints in {} and others none "
                     "(this stage's newest: {})",
-                    store_->folder(), store_->latest().value_or("none")));
+                    store_->folder(), store_->latest(before).value_or("none")));
   }
-  return store_->path_for(oldest);
+  return oldest;
 }
 
-std::optional<std::pair<std::string, TrainingState>> CheckpointPolicy::resume(CheckpointContents& contents) {
+std::optional<CheckpointPolicy::Resumed> CheckpointPolicy::resume(CheckpointContents& contents) {
   if (options_.resume.empty()) return std::nullopt;
-  const std::string path = resume_path();
-  if (path.empty()) return std::nullopt;  // nothing to resume from: a fresh start
-  return std::make_pair(path, load_checkpoint(*grid_.data_control, path, contents));
+  if (options_.resume != "auto") {
+    // A pipeline stage given any stage's file of a checkpoint reads its own file of the same checkpoint.
+    const std::string path = stage_file_of(options_.resume, grid_.stage, grid_.stages);
+    return Resumed{path, load_checkpoint(*grid_.data_control, path, contents), {}};
+  }
+  std::vector<std::string> damaged;
+  std::int64_t before = std::numeric_limits<std::int64_t>::max();
+  for (auto step = auto_step(before); step; step = auto_step(before)) {
+    const std::string path = store_->path_for(*step);
+    std::string problem;
+    TrainingState state;
+    try {
+      state = load_checkpoint(*grid_.data_control, path, contents);
+    } catch (const DamagedCheckpointError& e) {
+      problem = e.what();
+    } catch (const comm::AgreedError& e) {  // a rank's optimizer shard
+      problem = fmt::format("{} ({})", e.what(), e.where());
+    }
+    // Every stage takes the same checkpoint: one stage's damaged file sends all of them back. What a damaged
+    // attempt wrote into the model is nothing (verified before restored) or overwritten by the next.
+    try {
+      grid_.world_control->raise_if_any_failed(problem);
+      return Resumed{path, state, damaged};
+    } catch (const comm::AgreedError& e) {
+      damaged.push_back(e.what());
+      before = *step;
+    }
+  }
+  if (damaged.empty()) return std::nullopt;  // nothing to resume from: a fresh start
+  throw CheckpointError(fmt::format("--resume auto: no intact checkpoint in {} ({} damaged; the newest: {})",
+                                    store_->folder(), damaged.size(), damaged.front()));
 }
 
 }  // namespace dtrain::runtime

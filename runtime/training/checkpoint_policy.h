@@ -1,11 +1,13 @@
 #pragma once
 // When a run writes checkpoints (every N steps and at the end) and which one it resumes from: the path given, or
-// with "auto" the newest one that every pipeline stage has (the stages write their own files, and a failure between
-// two of those writes leaves some stages one checkpoint ahead).
+// with "auto" the newest intact one that every pipeline stage has (the stages write their own files, and a failure
+// between two of those writes leaves some stages one checkpoint ahead). A damaged checkpoint (Note [Verified
+// checkpoints]) given by path stops the run; with "auto" the ranks go back to the next older one, all together.
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "runtime/training/checkpoint.h"
 #include "runtime/training/parallel_grid.h"
@@ -28,11 +30,18 @@ class CheckpointPolicy {
   bool due_after(std::int64_t step) const;
   // Collective: writes this rank's part of a checkpoint of `state`; returns its path ("" without a folder).
   std::string save(const CheckpointContents& contents, const TrainingState& state);
-  // Collective: reads the checkpoint to resume from into `contents`; nothing when the run starts fresh.
-  std::optional<std::pair<std::string, TrainingState>> resume(CheckpointContents& contents);
+  struct Resumed {
+    std::string path;
+    TrainingState state;
+    std::vector<std::string> damaged;  // "auto": why each newer checkpoint was passed over, newest first
+  };
+  // Collective: reads the checkpoint to resume from into `contents`; nothing when the run starts fresh. Throws
+  // CheckpointError when "auto" finds checkpoints but none intact.
+  std::optional<Resumed> resume(CheckpointContents& contents);
 
  private:
-  std::string resume_path();
+  // "auto": the step of the newest checkpoint before step `before` that every stage has.
+  std::optional<std::int64_t> auto_step(std::int64_t before);
 
   CheckpointOptions options_;
   ParallelGrid& grid_;

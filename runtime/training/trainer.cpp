@@ -243,14 +243,22 @@ struct Trainer::Parts {
     CheckpointContents into = contents();
     const auto resumed = checkpoints.resume(into);
     if (!resumed) return;
-    const auto& [path, saved] = *resumed;
-    state = saved;
+    state = resumed->state;
     if (state.mid_epoch) train.restore(state.sampler_state);
     scaler.restore(state.loss_scale, state.loss_scale_clean_steps);
-    reporter.event(
-        fmt::format("resumed from {} at step {} (epoch {}{})", path, state.step, state.epoch,
-                    state.mid_epoch ? ", mid-epoch" : ""),
-        {{"event", "resume"}, {"path", path}, {"step", state.step}, {"epoch", state.epoch}, {"data", train.state()}});
+    const std::string passed_over =
+        resumed->damaged.empty()
+            ? ""
+            : fmt::format("; passed over {} newer damaged checkpoint{} ({})", resumed->damaged.size(),
+                          resumed->damaged.size() > 1 ? "s" : "", resumed->damaged.front());
+    reporter.event(fmt::format("resumed from {} at step {} (epoch {}{}){}", resumed->path, state.step, state.epoch,
+                               state.mid_epoch ? ", mid-epoch" : "", passed_over),
+                   {{"event", "resume"},
+                    {"path", resumed->path},
+                    {"step", state.step},
+                    {"epoch", state.epoch},
+                    {"data", train.state()},
+                    {"damaged", resumed->damaged}});
   }
   // The step's micro-batches; fewer at the end of the epoch.
   std::vector<Batch> next_batches(StepTimes& times) {

@@ -204,7 +204,7 @@ CASES = [
      ["--model", "mlp", "--optimizer", "adam", "--epochs", "2", "--resume", saved, *common],
      "it holds the state of optimizer 'sgd', this run uses 'adam'", {}),
     ("a truncated checkpoint", ["--model", "mlp", "--epochs", "2", "--resume", truncated_checkpoint, *common],
-     "cannot be read (truncated or not a dtrain checkpoint)", {}),
+     "cannot be read (truncated, damaged or not a dtrain checkpoint)", {}),
     ("a missing checkpoint", ["--model", "mlp", "--epochs", "2", "--resume", path("none.pt"), *common],
      "none.pt: no such file", {}),
     ("a sharded checkpoint with a missing shard",

@@ -238,12 +238,13 @@ TEST_F(ShardedOptimizerTest, ASplitShardedRunResumesBitForBitFromEveryRanksShard
 TEST_F(ShardedOptimizerTest, AMissingShardIsOneErrorOnEveryRankNamingTheShard) {
   TrainerOptions o = checkpointed_two_steps(1);
   const int last = comm_->size() - 1;
-  const std::string missing = optimizer_shard_file(folder_ + "/checkpoint-000000002.pt", last, comm_->size());
+  const std::string checkpoint = folder_ + "/checkpoint-000000002.pt";
+  const std::string missing = optimizer_shard_file(checkpoint, last, comm_->size());
   MPI_Barrier(MPI_COMM_WORLD);
   if (comm_->rank() == 0) fs::remove(missing);
   MPI_Barrier(MPI_COMM_WORLD);
-  o.resume = "auto";
   o.max_steps = 4;
+  o.resume = checkpoint;
   try {
     train(o);
     FAIL() << "resumed without a shard";
@@ -251,6 +252,17 @@ TEST_F(ShardedOptimizerTest, AMissingShardIsOneErrorOnEveryRankNamingTheShard) {
     EXPECT_NE(std::string(e.what()).find("optimizer shard " + missing + " is missing"), std::string::npos)
         << e.what();
     EXPECT_EQ(e.where(), "on rank " + std::to_string(last));
+  }
+  // "auto" passes over it to an older checkpoint; here there is none, and a fresh start would lose the run.
+  o.resume = "auto";
+  try {
+    train(o);
+    FAIL() << "resumed without a shard";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("optimizer shard " + missing + " is missing (on rank " +
+                                         std::to_string(last) + ")"),
+              std::string::npos)
+        << e.what();
   }
 }
 

@@ -1,5 +1,6 @@
 // Checkpoints (2 ranks): exact round trip of model, optimizer and per-rank RNG; clear errors for a checkpoint of
-// another model or world size; a failed write (full disk) leaves the previous checkpoint intact on every rank.
+// another model or world size; a failed write (full disk) leaves the previous checkpoint intact on every rank; a byte
+// flipped anywhere that matters, or a truncated file, is refused naming the part, and nothing reaches the model.
 
 #include "runtime/training/checkpoint.h"
 
@@ -10,9 +11,13 @@
 
 #include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "comm/control_plane.h"
 #include "comm/error.h"
+#include "runtime/model/torch_compat.h"
+#include "runtime/training/checksums.h"
 #include "shared_scratch_folder.h"
 
 namespace dtrain::runtime {
@@ -100,6 +105,99 @@ TEST_F(CheckpointTest, RoundTripRestoresModelOptimizerProgressAndEachRanksRng) {
   restored->eval();
   const auto probe = torch::randn({4, 4});
   EXPECT_TRUE(torch::equal(restored->forward(probe), model->forward(probe)));
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Where the raw bytes of `t` start in `file` (they are stored uncompressed).
+std::size_t offset_of(const std::string& file, const at::Tensor& t) {
+  const at::Tensor c = t.detach().contiguous();
+  return file.find(std::string(static_cast<const char*>(c.data_ptr()), c.nbytes()));
+}
+
+TEST_F(CheckpointTest, EveryDamagedPartIsRefusedByNameBeforeAnythingIsRestored) {
+  torch::manual_seed(11);
+  auto model = make_model(5);
+  torch::optim::Adam optimizer(model->parameters(), 0.01);
+  train_a_step(model, optimizer);
+  torch::manual_seed(100 + comm_->rank());
+  const at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();  // what the checkpoint saves of rank 0
+  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &optimizer,
+                              "adam"};
+  CheckpointStore store(folder_, 1);
+  const std::string path = store.save(*comm_, contents, TrainingState{});
+  const std::string intact = file_bytes(path);
+  torch::serialize::InputArchive archive;
+  archive.load_from(path);
+  c10::IValue meta;
+  archive.read("meta", meta);
+  const auto adam = [&](const at::Tensor& parameter) {
+    return dynamic_cast<torch::optim::AdamParamState&>(*compat::optimizer_state(optimizer, parameter));
+  };
+  const auto parameters = model->named_parameters();
+  const auto buffers = model->named_buffers();
+
+  struct Damage {
+    std::string part;  // what the error must name
+    std::size_t offset;
+  };
+  const std::size_t meta_at = intact.find(meta.toStringRef());
+  const std::vector<Damage> damages = {
+      {"its metadata is damaged", meta_at + meta.toStringRef().find("sampler_state")},
+      {"its metadata is damaged", intact.find(checksum_of(meta.toStringRef())) + 3},  // the metadata's checksum
+      {"its parameter 0.weight is damaged", offset_of(intact, parameters["0.weight"]) + 9},
+      {"its parameter 2.bias is damaged", offset_of(intact, parameters["2.bias"]) + 2},
+      {"its buffer 1.running_mean is damaged", offset_of(intact, buffers["1.running_mean"]) + 5},
+      {"its buffer 1.running_var is damaged", offset_of(intact, buffers["1.running_var"]) + 17},
+      {"its rng state is damaged", offset_of(intact, rng) + 2000},
+      {"its optimizer state is damaged", offset_of(intact, adam(parameters["0.weight"]).exp_avg()) + 40},
+      {"its optimizer state is damaged", offset_of(intact, adam(parameters["2.weight"]).exp_avg_sq()) + 1},
+      {"cannot be read", 1},  // the zip archive's first header
+  };
+  auto fresh = make_model(5);
+  torch::optim::Adam fresh_optimizer(fresh->parameters(), 0.01);
+  const std::vector<at::Tensor> before = fresh->parameters();
+  std::vector<at::Tensor> kept;
+  for (const auto& p : before) kept.push_back(p.detach().clone());
+  CheckpointContents into{"tiny", named(fresh->named_parameters()), named(fresh->named_buffers()), &fresh_optimizer,
+                          "adam"};
+  const auto expect_refused = [&](const std::string& what, const std::string& part) {
+    try {
+      load_checkpoint(*comm_, path, into);
+      ADD_FAILURE() << what << " was loaded";
+    } catch (const DamagedCheckpointError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("checkpoint " + path + ": ", 0), 0u) << e.what();
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << what << ": " << e.what();
+    }
+    for (std::size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], kept[i])) << what;
+    EXPECT_TRUE(fresh_optimizer.state().empty()) << what;
+  };
+  for (const Damage& damage : damages) {
+    ASSERT_LT(damage.offset, intact.size()) << damage.part << ": the bytes to damage are not in the file";
+    if (comm_->rank() == 0) {
+      std::string damaged = intact;
+      damaged[damage.offset] = static_cast<char>(damaged[damage.offset] ^ 0x10);
+      write_bytes(path, damaged);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    expect_refused("a byte flipped at " + std::to_string(damage.offset), damage.part);
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  if (comm_->rank() == 0) write_bytes(path, intact.substr(0, intact.size() / 2));  // a half-written file
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_refused("half the file", "cannot be read");
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (comm_->rank() == 0) write_bytes(path, intact);
+  MPI_Barrier(MPI_COMM_WORLD);
+  load_checkpoint(*comm_, path, into);
+  for (std::size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], model->parameters()[i]));
 }
 
 TEST_F(CheckpointTest, KeepsOnlyTheNewestAndFindsTheLatest) {

@@ -16,6 +16,7 @@
 #include "comm/mpi_communicator.h"
 #include "runtime/data/tensor_data_feed.h"
 #include "runtime/model/torch_compat.h"
+#include "runtime/training/checkpoint.h"
 #include "shared_scratch_folder.h"
 
 namespace dtrain::runtime {
@@ -172,6 +173,54 @@ TEST_F(TrainerTest, ResumingMidEpochContinuesBitForBit) {
   EXPECT_EQ(resumed.first.final_train_loss, straight.first.final_train_loss);
   for (std::size_t i = 0; i < straight.second.size(); ++i) {
     EXPECT_TRUE(torch::equal(resumed.second[i], straight.second[i])) << "parameter " << i;
+  }
+}
+
+// Note [Verified checkpoints]: "--resume auto" passes over a damaged newest checkpoint (a half-written file) to the
+// next older one and continues from there bit for bit; the damaged file given by path stops the run; with every
+// checkpoint damaged, auto refuses instead of starting afresh.
+TEST_F(TrainerTest, ResumeAutoPassesOverADamagedCheckpointAndAnExplicitOneFails) {
+  Blobs data(500, 4);
+  auto run = [&](int64_t max_steps, const std::string& resume, int64_t seed) {
+    TensorDataFeed train(data.x, data.y, 3, sampling(8));
+    torch::manual_seed(seed);
+    SequentialModel model("blobs", small_mlp());
+    TrainerOptions o = quiet();
+    o.max_steps = max_steps;
+    o.checkpoint_dir = folder_;
+    o.checkpoint_every = 2;
+    o.resume = resume;
+    Trainer trainer(o, model, train, nullptr, *comm_);
+    trainer.run();
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : model.parameters()) weights.push_back(p.tensor.clone());
+    return weights;
+  };
+  const auto damage = [&](const std::string& file) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (comm_->rank() == 0) fs::resize_file(file, fs::file_size(file) / 2);
+    MPI_Barrier(MPI_COMM_WORLD);
+  };
+  const auto straight = run(10, "", 9);
+  if (comm_->rank() == 0) fs::remove_all(folder_);
+  MPI_Barrier(MPI_COMM_WORLD);
+  run(6, "", 9);  // checkpoints after steps 2, 4 and 6
+  const std::string newest = folder_ + "/checkpoint-000000006.pt";
+  damage(newest);
+  const auto resumed = run(10, "auto", 12345);  // from step 4: other initial weights would differ
+  for (std::size_t i = 0; i < straight.size(); ++i) {
+    EXPECT_TRUE(torch::equal(resumed[i], straight[i])) << "parameter " << i;
+  }
+  damage(folder_ + "/checkpoint-000000010.pt");
+  EXPECT_THROW(run(12, folder_ + "/checkpoint-000000010.pt", 9), DamagedCheckpointError);
+  for (const char* step : {"000000006", "000000008"}) damage(folder_ + "/checkpoint-" + std::string(step) + ".pt");
+  try {
+    run(12, "auto", 9);
+    FAIL() << "every checkpoint is damaged";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("--resume auto: no intact checkpoint in " + folder_ + " (3 damaged; "),
+              std::string::npos)
+        << e.what();
   }
 }
 
