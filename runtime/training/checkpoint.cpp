@@ -196,6 +196,13 @@ at::Tensor gather_rows(comm::ControlPlane& control, const at::Tensor& state) {
   return at::from_blob(const_cast<std::uint8_t*>(gathered.data()), {control.size(), mine.numel()}, at::kByte).clone();
 }
 
+// The seed of rank `rank`'s generator when the checkpoint's `rows` (one state per writing rank) have none for it:
+// from the state of the rank it stands in for (rank mod rows) and its own number.
+std::uint64_t derived_seed(const at::Tensor& rows, int rank) {
+  const std::string text = checksum_of(rows[rank % rows.size(0)]) + fmt::format("/rank {}", rank);
+  return std::stoull(checksum_of(text), nullptr, 16);
+}
+
 c10::Device device_of(const CheckpointContents& contents) {
   return contents.device != nullptr ? contents.device->device() : c10::Device(c10::kCPU);
 }
@@ -496,9 +503,12 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
     fail(fmt::format("it holds the state of optimizer '{}', this run uses '{}'", meta.value("optimizer", ""),
                      contents.optimizer_kind));
   }
-  if (meta["world_size"] != control.size()) {
-    fail(fmt::format("it was written by {} ranks, this run has {}; resume with the same number of ranks",
-                     meta["world_size"].get<int>(), control.size()));
+  const int written_by = meta["world_size"].get<int>();
+  if (written_by != control.size() && !meta.value("optimizer_shards", "").empty()) {
+    fail(
+        fmt::format("its optimizer state is sharded over {} ranks, this run has {}; a sharded checkpoint resumes on "
+                    "the same number of ranks",
+                    written_by, control.size()));
   }
   auto compare = [&](const char* key, const std::vector<NamedTensor>& tensors) {
     const auto saved = meta[key].get<std::vector<std::string>>();
@@ -558,10 +568,16 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
     if (shard.optimizer.defined()) load_serialized(*contents.optimizer, shard.optimizer, device_of(contents));
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
-    // A copy, not a view: LibTorch 2.11's set_state crashes on a tensor with a storage offset.
-    generator.set_state(rng[control.rank()].cpu().clone());
-    // The device's own generator only from a run on the same kind of device (a CUDA state means nothing to the CPU).
-    if (contents.device != nullptr && device_rng.defined() &&
+    if (control.rank() < rng.size(0)) {
+      // A copy, not a view: LibTorch 2.11's set_state crashes on a tensor with a storage offset.
+      generator.set_state(rng[control.rank()].cpu().clone());
+    } else {
+      // A rank the writing run did not have: a stream of its own, the same in every resume of this checkpoint.
+      generator.set_current_seed(derived_seed(rng, control.rank()));
+    }
+    // The device's own generator only from a run on the same kind of device (a CUDA state means nothing to the CPU),
+    // and only for ranks that wrote one; a new rank's device generator keeps the run's seeding.
+    if (contents.device != nullptr && device_rng.defined() && control.rank() < device_rng.size(0) &&
         meta.value("device", "cpu") == std::string(c10::DeviceTypeName(device_of(contents).type(), true))) {
       contents.device->set_rng_state(device_rng[control.rank()].cpu());
     }
@@ -581,6 +597,7 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
     state.early_stopping.best_metric = extra["best_metric"].get<double>();
   }
   state.early_stopping.epochs_without_improvement = extra.value("epochs_without_improvement", 0);
+  state.written_by_replicas = written_by;
   return state;
 }
 

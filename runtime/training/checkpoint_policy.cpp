@@ -6,7 +6,6 @@
 #include <stdexcept>
 
 #include "comm/error.h"
-
 #include "runtime/observability/timeline.h"
 
 namespace dtrain::runtime {
@@ -62,14 +61,21 @@ std::optional<CheckpointPolicy::Resumed> CheckpointPolicy::resume(CheckpointCont
   std::int64_t before = std::numeric_limits<std::int64_t>::max();
   for (auto step = auto_step(before); step; step = auto_step(before)) {
     const std::string path = store_->path_for(*step);
-    std::string problem;
+    std::string problem, mistake;
     TrainingState state;
     try {
       state = load_checkpoint(*grid_.data_control, path, contents);
     } catch (const DamagedCheckpointError& e) {
       problem = e.what();
+    } catch (const CheckpointError& e) {  // another model, another number of ranks: no older checkpoint helps
+      mistake = e.what();
     } catch (const comm::AgreedError& e) {  // a rank's optimizer shard
       problem = fmt::format("{} ({})", e.what(), e.where());
+    }
+    try {  // one pipeline stage's mistake stops every stage, none waits for it
+      grid_.world_control->raise_if_any_failed(mistake);
+    } catch (const comm::AgreedError& e) {
+      throw CheckpointError(e.what());
     }
     // Every stage takes the same checkpoint: one stage's damaged file sends all of them back. What a damaged
     // attempt wrote into the model is nothing (verified before restored) or overwritten by the next.
@@ -82,8 +88,11 @@ std::optional<CheckpointPolicy::Resumed> CheckpointPolicy::resume(CheckpointCont
     }
   }
   if (damaged.empty()) return std::nullopt;  // nothing to resume from: a fresh start
-  throw CheckpointError(fmt::format("--resume auto: no intact checkpoint in {} ({} damaged; the newest: {})",
-                                    store_->folder(), damaged.size(), damaged.front()));
+  // Every rank has come to this together: one agreed error, printed once (Note [Agreed errors]).
+  grid_.world_control->raise_if_any_failed(
+      fmt::format("--resume auto: no intact checkpoint in {} ({} damaged; the newest: {})", store_->folder(),
+                  damaged.size(), damaged.front()));
+  throw std::logic_error("unreachable: every rank raised above");
 }
 
 }  // namespace dtrain::runtime

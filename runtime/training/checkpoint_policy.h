@@ -36,7 +36,7 @@ class CheckpointPolicy {
     std::vector<std::string> damaged;  // "auto": why each newer checkpoint was passed over, newest first
   };
   // Collective: reads the checkpoint to resume from into `contents`; nothing when the run starts fresh. Throws
-  // CheckpointError when "auto" finds checkpoints but none intact.
+  // comm::AgreedError on every rank when "auto" finds checkpoints but none intact.
   std::optional<Resumed> resume(CheckpointContents& contents);
 
  private:

@@ -251,14 +251,24 @@ struct Trainer::Parts {
             ? ""
             : fmt::format("; passed over {} newer damaged checkpoint{} ({})", resumed->damaged.size(),
                           resumed->damaged.size() > 1 ? "s" : "", resumed->damaged.front());
-    reporter.event(fmt::format("resumed from {} at step {} (epoch {}{}){}", resumed->path, state.step, state.epoch,
-                               state.mid_epoch ? ", mid-epoch" : "", passed_over),
+    // Elastic resume: a checkpoint of another number of replicas (replicated optimizer state) says so.
+    const int replicas = grid.data_control->size();
+    std::string elastic;
+    if (state.written_by_replicas != replicas) {
+      elastic = grid.stages > 1 ? fmt::format("; resumed step {} of a run of {} replicas per stage on {}", state.step,
+                                              state.written_by_replicas, replicas)
+                                : fmt::format("; resumed step {} of a {}-rank run on {} rank{}", state.step,
+                                              state.written_by_replicas, replicas, replicas > 1 ? "s" : "");
+    }
+    reporter.event(fmt::format("resumed from {} at step {} (epoch {}{}){}{}", resumed->path, state.step, state.epoch,
+                               state.mid_epoch ? ", mid-epoch" : "", elastic, passed_over),
                    {{"event", "resume"},
                     {"path", resumed->path},
                     {"step", state.step},
                     {"epoch", state.epoch},
                     {"data", train.state()},
-                    {"damaged", resumed->damaged}});
+                    {"damaged", resumed->damaged},
+                    {"written_by_replicas", state.written_by_replicas}});
   }
   // The step's micro-batches; fewer at the end of the epoch.
   std::vector<Batch> next_batches(StepTimes& times) {

@@ -21,6 +21,8 @@ struct TrainingState {
   double loss_scale = 1.0;
   std::int64_t loss_scale_clean_steps = 0;
   EarlyStoppingState early_stopping;
+  // Of a resumed checkpoint: the number of data-parallel replicas that wrote it (another number may resume it).
+  int written_by_replicas = 0;
 };
 
 }  // namespace dtrain::runtime

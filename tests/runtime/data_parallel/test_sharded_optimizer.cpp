@@ -258,7 +258,7 @@ TEST_F(ShardedOptimizerTest, AMissingShardIsOneErrorOnEveryRankNamingTheShard) {
   try {
     train(o);
     FAIL() << "resumed without a shard";
-  } catch (const CheckpointError& e) {
+  } catch (const comm::AgreedError& e) {
     EXPECT_NE(std::string(e.what()).find("optimizer shard " + missing + " is missing (on rank " +
                                          std::to_string(last) + ")"),
               std::string::npos)

@@ -13,6 +13,7 @@
 #include <limits>
 #include <tuple>
 
+#include "comm/error.h"
 #include "comm/mpi_communicator.h"
 #include "runtime/data/tensor_data_feed.h"
 #include "runtime/model/torch_compat.h"
@@ -217,7 +218,7 @@ TEST_F(TrainerTest, ResumeAutoPassesOverADamagedCheckpointAndAnExplicitOneFails)
   try {
     run(12, "auto", 9);
     FAIL() << "every checkpoint is damaged";
-  } catch (const CheckpointError& e) {
+  } catch (const comm::AgreedError& e) {
     EXPECT_NE(std::string(e.what()).find("--resume auto: no intact checkpoint in " + folder_ + " (3 damaged; "),
               std::string::npos)
         << e.what();
