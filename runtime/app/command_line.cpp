@@ -139,9 +139,9 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "grad-compression", po::value(&compression)->default_value(compression),
       "allreduce gradients as: none | bf16 | fp16")(
       "zero-stage", po::value(&t.zero_stage)->default_value(t.zero_stage),
-      "ZeRO: 0 replicated | 1 shard the optimizer state | 2 also the gradients | 3 also the parameters (models made of blocks), over the replicas")(
-      "activation-checkpointing", po::bool_switch(&checkpoint_all),
-      "recompute every block's activations in backward instead of keeping them")(
+      "ZeRO: 0 replicated | 1 shard the optimizer state | 2 also the gradients | 3 also the parameters (models made of "
+      "blocks), over the replicas")("activation-checkpointing", po::bool_switch(&checkpoint_all),
+                                    "recompute every block's activations in backward instead of keeping them")(
       "activation-checkpointing-every", po::value(&checkpoint_every),
       "recompute the activations of every k-th block only (blocks 0, k, 2k, ...)");
 
@@ -183,7 +183,10 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "steps between checkpoints (0: only at the end)")(
       "keep-checkpoints", po::value(&t.keep_checkpoints)->default_value(t.keep_checkpoints),
       "how many recent checkpoints to keep")("resume", po::value(&t.resume),
-                                             "continue from a checkpoint file, or 'auto' (the newest, if any)");
+                                             "continue from a checkpoint file, or 'auto' (the newest, if any)")(
+      "export-model", po::value(&c.export_model),
+      "after training, write the trained model here for other tools: a PyTorch state dict (torch.load, then "
+      "load_state_dict) for a built-in model, the TorchScript module with its trained weights for --torchscript");
 
   po::options_description output("Output");
   output.add_options()("metrics-file", po::value(&t.metrics_file), "JSON-lines metrics written by rank 0")(
@@ -291,6 +294,9 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
   }
   require(c.torchscript.empty() || c.pipeline.stages == 1,
           "--torchscript cannot be cut into stages; give one module per stage with --stage-modules");
+  require(c.export_model.empty() || c.pipeline.stages == 1,
+          "--export-model needs the whole model on one rank: with --pipeline-stages > 1 each stage holds a part; "
+          "train (or resume) with --pipeline-stages 1 to export");
   require(bucket_mb > 0 && first_bucket_mb > 0, "--bucket-mb and --first-bucket-mb must be positive");
   require(!vm.count("activation-checkpointing-every") || checkpoint_every >= 1,
           fmt::format("--activation-checkpointing-every must be >= 1 (got {})", checkpoint_every));

@@ -38,6 +38,7 @@ struct CommandLine {
   std::string config_file;
   std::string model = "cnn";  // a name from the model registry
   std::string torchscript;    // or a TorchScript module file
+  std::string export_model;   // after training: the trained model for other tools (TrainableModel::export_to)
   PipelineOptions pipeline;
   DeviceRequest device = DeviceRequest::kAuto;  // resolved per rank by plan_device (runtime/device/)
   BackendRequest backend = BackendRequest::kAuto;

@@ -3,11 +3,13 @@
 
 #include <fmt/format.h>
 #include <torch/torch.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -194,12 +196,35 @@ int train(const runtime::CommandLine& options, const runtime::DevicePlan& plan, 
         static_cast<long long>(train_feed->batches_per_epoch() / options.trainer.accumulation));
   }
 
+  // Found out now, not after the whole run: rank 0 exports into a folder it can write to.
+  std::string export_problem;
+  if (!options.export_model.empty() && comm->rank() == 0) {
+    const auto folder = std::filesystem::absolute(options.export_model).parent_path();
+    if (::access(folder.c_str(), W_OK) != 0) {
+      export_problem =
+          fmt::format("--export-model {}: cannot write to the folder {}", options.export_model, folder.string());
+    }
+  }
+  grid.world_control->raise_if_any_failed(export_problem);
+
   runtime::TrainerOptions trainer_options = options.trainer;
   trainer_options.stop_on_signal = true;  // Note [Stopping on a signal]
   trainer_options.device = plan.device;
   runtime::Trainer trainer(trainer_options, *model, *train_feed, eval_feed.get(), *comm, &grid);
   const runtime::TrainResult result = trainer.run();
   const std::uint32_t fingerprint = weights_fingerprint(*model, grid);
+  const bool exports = !options.export_model.empty() && !result.stopped_by_signal;
+  if (exports) {
+    std::string problem;
+    if (comm->rank() == 0) {
+      try {
+        model->export_to(options.export_model);
+      } catch (const std::exception& e) {
+        problem = fmt::format("--export-model {}: {}", options.export_model, e.what());
+      }
+    }
+    grid.world_control->raise_if_any_failed(problem);
+  }
   if (comm->rank() == 0) {
     std::printf("dtrain: done: %lld steps, %lld epochs in %.1f s, train loss %.4f",
                 static_cast<long long>(result.steps), static_cast<long long>(result.epochs_completed), result.seconds,
@@ -223,6 +248,7 @@ int train(const runtime::CommandLine& options, const runtime::DevicePlan& plan, 
     }
     if (!result.last_checkpoint.empty()) std::printf("dtrain: checkpoint %s\n", result.last_checkpoint.c_str());
     std::printf("dtrain: weights crc32 %08x\n", fingerprint);
+    if (exports) std::printf("dtrain: exported the trained model to %s\n", options.export_model.c_str());
     if (result.stopped_by_signal) {
       std::printf("dtrain: stopped by a signal at step %lld%s; resume with --resume auto\n",
                   static_cast<long long>(result.steps),

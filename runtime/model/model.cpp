@@ -2,14 +2,34 @@
 
 #include <fmt/format.h>
 
+#include <torch/csrc/jit/serialization/pickle.h>
 #include <zlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <stdexcept>
 
 #include "runtime/model/activation_checkpoint.h"
 
 namespace dtrain::runtime {
+
+namespace {
+
+// `write` fills a temporary file, which is then renamed to `path`: a reader never finds half a model there.
+void write_model_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const std::string temporary = path + ".tmp";
+  try {
+    write(temporary);
+    std::filesystem::rename(temporary, path);
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove(temporary, ec);
+    throw;
+  }
+}
+
+}  // namespace
 
 std::int64_t TrainableModel::parameter_count() {
   std::int64_t count = 0;
@@ -106,6 +126,18 @@ void SequentialModel::to(const c10::Device& device) {
   module_->to(device);
 }
 
+void SequentialModel::export_to(const std::string& path) {
+  c10::Dict<std::string, at::Tensor> state;
+  for (const auto& p : parameters()) state.insert(p.name, p.tensor.detach().cpu());
+  for (const auto& b : buffers()) state.insert(b.name, b.tensor.detach().cpu());
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(state));
+  write_model_atomically(path, [&](const std::string& file) {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out.flush()) throw std::runtime_error(fmt::format("writing {} failed", file));
+  });
+}
+
 ScriptModel::ScriptModel(const std::string& path) : path_(path) {
   if (!std::filesystem::exists(path)) throw std::runtime_error(fmt::format("TorchScript file {} does not exist", path));
   try {
@@ -141,6 +173,12 @@ void ScriptModel::set_training(bool training) {
 
 void ScriptModel::to(const c10::Device& device) {
   module_.to(device);
+}
+
+void ScriptModel::export_to(const std::string& path) {
+  torch::jit::Module copy = module_.clone();  // the training module stays on its device
+  copy.to(at::kCPU);
+  write_model_atomically(path, [&](const std::string& file) { copy.save(file); });
 }
 
 }  // namespace dtrain::runtime

@@ -25,6 +25,10 @@ class TrainableModel {
   virtual void set_training(bool training) = 0;
   // Moves parameters and buffers to `device` (before an optimizer or a reducer holds them).
   virtual void to(const c10::Device& device) = 0;
+  // Writes the model for other tools (dtrain --export-model), atomically: a built-in model as a PyTorch state dict
+  // (parameter and buffer names -> CPU tensors) that Python's torch.load reads and load_state_dict takes; a
+  // TorchScript module as itself, with its trained weights on the CPU, for torch::jit::load or torch.jit.load.
+  virtual void export_to(const std::string& path) = 0;
   // Recompute the activations of every `every`-th block (blocks 0, every, 2 * every, ...) in backward instead of
   // keeping them (runtime/model/activation_checkpoint.h); 0 keeps them all. Only a model made of blocks can; the
   // others throw std::invalid_argument.
@@ -51,6 +55,7 @@ class SequentialModel final : public TrainableModel {
   std::vector<NamedTensor> buffers() override;
   void set_training(bool training) override;
   void to(const c10::Device& device) override;
+  void export_to(const std::string& path) override;
   void checkpoint_activations(int every) override;
   std::vector<std::vector<std::string>> block_parameter_names(const std::string& what) override;
   void set_block_hooks(BlockHooks* hooks) override { hooks_ = hooks; }
@@ -73,6 +78,7 @@ class ScriptModel final : public TrainableModel {
   std::vector<NamedTensor> buffers() override;
   void set_training(bool training) override;
   void to(const c10::Device& device) override;
+  void export_to(const std::string& path) override;
 
  private:
   std::string path_;

@@ -103,6 +103,7 @@ TEST(ActivationCheckpoint, ATorchScriptModuleIsRefusedWithOneLine) {
     std::vector<NamedTensor> buffers() override { return {}; }
     void set_training(bool) override {}
     void to(const c10::Device&) override {}
+    void export_to(const std::string&) override {}
   } opaque;
   try {
     opaque.checkpoint_activations(2);
