@@ -92,16 +92,15 @@ class CheckpointStore {
 // belongs to: a stage resumes from its own file when told any stage's. `path` itself without a pipeline.
 std::string stage_file_of(const std::string& path, int stage, int stages);
 
-// Collective over `control`: every rank reads `path` into `contents` and restores its own RNG state (a rank the
-// writing run did not have gets a generator seeded from the checkpoint and its rank: elastic resume, on any number
-// of ranks, of replicated optimizer state). Throws CheckpointError naming the file and the problem: no such file,
-// another model (names, shapes), sharded optimizer state on another number of ranks or sharded otherwise; DamagedCheckpointError if the main file is damaged or unreadable (the same on
-// every rank: they read the same file); comm::AgreedError on every rank if a rank's optimizer shard is missing,
-// unreadable or damaged.
-
 // The file of rank `rank`'s optimizer shard of the checkpoint `checkpoint` (a main file).
 std::string optimizer_shard_file(const std::string& checkpoint, int rank, int ranks);
 
+// Collective over `control`: every rank reads `path` into `contents` and restores its own RNG state (a rank the
+// writing run did not have gets a generator seeded from the checkpoint and its rank: elastic resume, on any number
+// of ranks, of replicated optimizer state). Throws CheckpointError naming the file and the problem: no such file,
+// another model (names, shapes), sharded optimizer state on another number of ranks or sharded otherwise;
+// DamagedCheckpointError if the main file is damaged or unreadable (the same on every rank: they read the same file);
+// comm::AgreedError on every rank if a rank's optimizer shard is missing, unreadable or damaged.
 TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& path, CheckpointContents& contents);
 
 }  // namespace dtrain::runtime
