@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <unistd.h>
@@ -472,6 +473,107 @@ VerifiedShard read_shard(const std::string& path, std::int64_t step, const comm:
 }
 
 }  // namespace
+
+namespace {
+
+// One entry's verdict for inspect_checkpoint: read, shaped and checked on its own, so one damaged entry does not
+// hide the others.
+CheckpointEntry inspected(torch::serialize::InputArchive& archive, const nlohmann::json& checksums,
+                          const std::string& file, const std::string& key, const std::string& part, int list_index) {
+  CheckpointEntry entry{file, part, "", ""};
+  try {
+    at::Tensor t;
+    if (list_index < 0) {
+      if (!archive.try_read(key, t)) {
+        entry.status = "missing";
+        return entry;
+      }
+    } else {
+      c10::IValue list;
+      if (!archive.try_read(key, list) || !list.isTensorList() ||
+          list.toTensorList().size() <= static_cast<std::size_t>(list_index)) {
+        entry.status = "missing";
+        return entry;
+      }
+      t = list.toTensorList().get(static_cast<std::size_t>(list_index));
+    }
+    entry.shape = fmt::format("{} [{}]", c10::toString(t.scalar_type()), fmt::join(t.sizes(), ", "));
+    entry.status = checksums.contains(part) && checksums[part] == checksum_of(t) ? "ok" : "damaged (checksum mismatch)";
+  } catch (const std::exception& e) {
+    entry.status = "cannot be read: " + first_line(e.what());
+  }
+  return entry;
+}
+
+// The part names of a list entry, from the metadata's signatures ("0.weight Float [3, 4]").
+std::vector<std::string> named_parts(const nlohmann::json& meta, const char* key, const char* kind) {
+  std::vector<std::string> parts;
+  for (const auto& signature : meta.value(key, std::vector<std::string>{})) {
+    parts.push_back(fmt::format("{} {}", kind, signature.substr(0, signature.find(' '))));
+  }
+  return parts;
+}
+
+}  // namespace
+
+CheckpointInspection inspect_checkpoint(const std::string& path) {
+  if (!fs::exists(path)) throw CheckpointError(fmt::format("checkpoint {}: no such file", path));
+  torch::serialize::InputArchive archive;
+  nlohmann::json meta;
+  try {
+    archive.load_from(path, c10::Device(c10::kCPU));
+    meta = verified_meta(archive, "checkpoint " + path);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DamagedCheckpointError(fmt::format("checkpoint {}: cannot be read: {}", path, first_line(e.what())));
+  }
+  CheckpointInspection out{meta.dump(), {}};
+  out.entries.push_back({path, "metadata", "", "ok"});
+  const nlohmann::json& checksums = meta["checksums"];
+  const bool parameters_in_shards = meta.value("parameters_in_shards", false);
+  for (const auto& [key, kind] :
+       {std::pair<const char*, const char*>{"parameters", "parameter"}, {"buffers", "buffer"}}) {
+    if (parameters_in_shards && std::string(key) == "parameters") continue;
+    const std::vector<std::string> parts = named_parts(meta, key, kind);
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      out.entries.push_back(inspected(archive, checksums, path, key, parts[i], static_cast<int>(i)));
+    }
+  }
+  out.entries.push_back(inspected(archive, checksums, path, "rng", "rng state", -1));
+  if (checksums.contains("device rng state")) {
+    out.entries.push_back(inspected(archive, checksums, path, "device_rng", "device rng state", -1));
+  }
+  if (checksums.contains("optimizer state")) {
+    out.entries.push_back(inspected(archive, checksums, path, "optimizer", "optimizer state", -1));
+  }
+  if (meta.value("optimizer_shards", "").empty()) return out;
+  const int ranks = meta.value("world_size", 0);
+  for (int rank = 0; rank < ranks; ++rank) {
+    const std::string file = optimizer_shard_file(path, rank, ranks);
+    if (!fs::exists(file)) {
+      out.entries.push_back({file, "optimizer shard", "", "missing"});
+      continue;
+    }
+    torch::serialize::InputArchive shard;
+    nlohmann::json shard_meta;
+    try {
+      shard.load_from(file, c10::Device(c10::kCPU));
+      shard_meta = verified_meta(shard, "optimizer shard " + file);
+    } catch (const std::exception& e) {
+      out.entries.push_back({file, "metadata", "", first_line(e.what())});
+      continue;
+    }
+    out.entries.push_back({file, "metadata", "", "ok"});
+    const nlohmann::json& shard_checksums = shard_meta["checksums"];
+    out.entries.push_back(inspected(shard, shard_checksums, file, "optimizer", "optimizer state", -1));
+    for (std::size_t i = 0; shard_checksums.contains(fmt::format("parameter shard {}", i)); ++i) {
+      out.entries.push_back(inspected(shard, shard_checksums, file, kParameterShards,
+                                      fmt::format("parameter shard {}", i), static_cast<int>(i)));
+    }
+  }
+  return out;
+}
 
 TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& path, CheckpointContents& contents) {
   auto fail = [&](const std::string& what) { throw CheckpointError(fmt::format("checkpoint {}: {}", path, what)); };

@@ -95,6 +95,21 @@ std::string stage_file_of(const std::string& path, int stage, int stages);
 // The file of rank `rank`'s optimizer shard of the checkpoint `checkpoint` (a main file).
 std::string optimizer_shard_file(const std::string& checkpoint, int rank, int ranks);
 
+// What a checkpoint holds, read without a model (dtrain-inspect): its metadata (JSON) and every entry of the main
+// file and of each optimizer shard beside it, with its checksum's verdict. Throws CheckpointError if the main file
+// has no metadata that can be read.
+struct CheckpointEntry {
+  std::string file;
+  std::string part;    // "parameter 0.weight", "optimizer state", ...
+  std::string shape;   // "Float [3, 4]"; empty when the entry cannot be read
+  std::string status;  // "ok", "damaged (checksum mismatch)", "missing", or why it cannot be read
+};
+struct CheckpointInspection {
+  std::string meta_json;
+  std::vector<CheckpointEntry> entries;
+};
+CheckpointInspection inspect_checkpoint(const std::string& path);
+
 // Collective over `control`: every rank reads `path` into `contents` and restores its own RNG state (a rank the
 // writing run did not have gets a generator seeded from the checkpoint and its rank: elastic resume, on any number
 // of ranks, of replicated optimizer state). Throws CheckpointError naming the file and the problem: no such file,

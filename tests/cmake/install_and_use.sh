@@ -9,7 +9,7 @@ rm -rf "$scratch"
 trap 'rm -rf "$scratch"' EXIT
 prefix=$scratch/prefix
 cmake --install "$build_dir" --prefix "$prefix" > /dev/null
-for path in lib/libdtrain.so bin/dtrain bin/dtrain-shard bin/dtrain-report include/dtrain/comm/communicator.h \
+for path in lib/libdtrain.so bin/dtrain bin/dtrain-shard bin/dtrain-inspect bin/dtrain-report include/dtrain/comm/communicator.h \
   include/dtrain/runtime/data_parallel/distributed_data_parallel.h lib/cmake/dtrain/dtrainConfig.cmake \
   lib/cmake/dtrain/dtrainTargets.cmake; do
   [ -e "$prefix/$path" ] || { echo "FAIL: $path was not installed"; exit 1; }
