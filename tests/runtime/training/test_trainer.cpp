@@ -48,6 +48,20 @@ class TrainerTest : public testing::Test {
     folder_ = scratch_->path();
   }
 
+  // The blobs MLP trained with `o` (checkpointing into folder_) from initial weights and RNG of `seed`: its result
+  // and final weights.
+  std::pair<TrainResult, std::vector<torch::Tensor>> train_blobs(const Blobs& data, TrainerOptions o, int64_t seed) {
+    TensorDataFeed train(data.x, data.y, 3, sampling(8));
+    torch::manual_seed(seed);
+    SequentialModel model("blobs", small_mlp());
+    o.checkpoint_dir = folder_;
+    Trainer trainer(o, model, train, nullptr, *comm_);
+    const TrainResult result = trainer.run();
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : model.parameters()) weights.push_back(p.tensor.clone());
+    return {result, weights};
+  }
+
   sampler::SamplerOptions sampling(int64_t batch, sampler::Mode mode = sampler::Mode::kTrain) const {
     sampler::SamplerOptions o;
     o.world_size = comm_->size();
@@ -149,19 +163,11 @@ TEST_F(TrainerTest, EvaluationEqualsOneProcessEvaluatingTheWholeSet) {
 TEST_F(TrainerTest, ResumingMidEpochContinuesBitForBit) {
   Blobs data(500, 4);
   auto run = [&](int64_t max_steps, const std::string& resume, int64_t seed) {
-    TensorDataFeed train(data.x, data.y, 3, sampling(8));
-    torch::manual_seed(seed);
-    SequentialModel model("blobs", small_mlp());
     TrainerOptions o = quiet();
     o.epochs = 2;
     o.max_steps = max_steps;
-    o.checkpoint_dir = folder_;
     o.resume = resume;
-    Trainer trainer(o, model, train, nullptr, *comm_);
-    const TrainResult result = trainer.run();
-    std::vector<torch::Tensor> weights;
-    for (const auto& p : model.parameters()) weights.push_back(p.tensor.clone());
-    return std::make_pair(result, weights);
+    return train_blobs(data, o, seed);
   };
   const auto straight = run(0, "", 9);
   if (comm_->rank() == 0) fs::remove_all(folder_);
@@ -183,19 +189,11 @@ TEST_F(TrainerTest, ResumingMidEpochContinuesBitForBit) {
 TEST_F(TrainerTest, ResumeAutoPassesOverADamagedCheckpointAndAnExplicitOneFails) {
   Blobs data(500, 4);
   auto run = [&](int64_t max_steps, const std::string& resume, int64_t seed) {
-    TensorDataFeed train(data.x, data.y, 3, sampling(8));
-    torch::manual_seed(seed);
-    SequentialModel model("blobs", small_mlp());
     TrainerOptions o = quiet();
     o.max_steps = max_steps;
-    o.checkpoint_dir = folder_;
     o.checkpoint_every = 2;
     o.resume = resume;
-    Trainer trainer(o, model, train, nullptr, *comm_);
-    trainer.run();
-    std::vector<torch::Tensor> weights;
-    for (const auto& p : model.parameters()) weights.push_back(p.tensor.clone());
-    return weights;
+    return train_blobs(data, o, seed).second;
   };
   const auto damage = [&](const std::string& file) {
     MPI_Barrier(MPI_COMM_WORLD);
