@@ -1,6 +1,9 @@
 // One failure scenario per run, under mpirun, for watchdog.py: the ways a distributed job can get stuck, played out on
 // real communicators. Each rank that sees an error prints "watchdog_scenarios: rank R failed after S s: <error>" and
-// ends the job as the dtrain command does (MPI_Abort); a run that ends well prints "watchdog_scenarios: ok".
+// ends the job as the dtrain command does (MPI_Abort); a run that ends well prints "watchdog_scenarios: ok". Rank 0
+// first prints "watchdog_scenarios: started at T" (seconds since the epoch) so that the job's end is timed from the
+// scenario's start, not from mpirun's launch: starting processes is slow under the sanitizers and is not the
+// watchdog's to answer for.
 #include <mpi.h>
 
 #include <boost/program_options.hpp>
@@ -111,6 +114,12 @@ int main(int argc, char** argv) {
   comm_options.timeout = std::chrono::milliseconds(timeout_ms);
   auto comm = dtrain::comm::MpiCommunicator::create(MPI_COMM_WORLD, comm_options);
   const auto start = std::chrono::steady_clock::now();
+  if (comm->rank() == 0) {
+    const double epoch_s =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::fprintf(stderr, "watchdog_scenarios: started at %.3f\n", epoch_s);
+    std::fflush(stderr);
+  }
   try {
     run(scenario, *comm);
   } catch (const std::exception& e) {
