@@ -18,6 +18,7 @@
 #include <fstream>
 #include <string>
 
+#include "bench/square_mlp.h"
 #include "bench/summary.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_environment.h"
@@ -105,22 +106,10 @@ int main(int argc, char** argv) {
   const bool print = world->rank() == 0;
 
   // 1. ZeRO stages on the MLP.
-  torch::manual_seed(1);
-  const std::int64_t samples = static_cast<std::int64_t>(batch) * ranks * steps;
-  const at::Tensor x = torch::randn({samples, width});
-  const at::Tensor y = torch::randint(0, 10, {samples});
-  auto mlp = [&] {
-    torch::manual_seed(2);
-    torch::nn::Sequential model;
-    for (int l = 0; l < layers; ++l) {
-      model->push_back(torch::nn::Linear(width, width));
-      model->push_back(torch::nn::ReLU());
-    }
-    model->push_back(torch::nn::Linear(width, 10));
-    return model;
-  };
-  std::int64_t parameters = 0;
-  for (const auto& p : mlp()->parameters()) parameters += p.numel();
+  const bench::RandomData data(static_cast<std::int64_t>(batch) * ranks * steps, width);
+  const at::Tensor &x = data.x, &y = data.y;
+  auto mlp = [&] { return bench::square_mlp(width, layers); };
+  const std::int64_t parameters = bench::parameter_count(mlp());
   if (print) {
     std::printf("ZeRO on an MLP of %.1f M parameters, Adam, %d ranks, %d steps of %d samples per rank\n\n",
                 static_cast<double>(parameters) / 1e6, ranks, steps, batch);
@@ -141,8 +130,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       bench::append_summary_row(summary, "memory_bench", "ZeRO " + std::to_string(stage) + " peak memory / formula",
                                 std::to_string(static_cast<long long>(m.peak_bytes / 1e6)) + " MB", "ZeRO formula",
-                                std::to_string(static_cast<long long>(formula / 1e6)) + " MB",
-                                formula / m.peak_bytes);
+                                std::to_string(static_cast<long long>(formula / 1e6)) + " MB", formula / m.peak_bytes);
       if (stage > 0) {
         bench::append_summary_row(summary, "memory_bench", "ZeRO " + std::to_string(stage) + " step time",
                                   std::to_string(m.step_s) + " s", "stage 0", std::to_string(stage0_step) + " s",
@@ -165,18 +153,19 @@ int main(int argc, char** argv) {
     return jobs::make_char_transformer(t);
   };
   if (print) {
-    std::printf("\nactivation checkpointing on the character Transformer (%lld blocks of width %lld, %lld tokens x "
-                "%lld sequences per rank)\n\n| run | peak memory above the training state | step time |\n|---|---|---|\n",
-                static_cast<long long>(t.blocks), static_cast<long long>(t.width), static_cast<long long>(t.context),
-                static_cast<long long>(sequences));
+    std::printf(
+        "\nactivation checkpointing on the character Transformer (%lld blocks of width %lld, %lld tokens x "
+        "%lld sequences per rank)\n\n| run | peak memory above the training state | step time |\n|---|---|---|\n",
+        static_cast<long long>(t.blocks), static_cast<long long>(t.width), static_cast<long long>(t.context),
+        static_cast<long long>(sequences));
   }
   Measured kept, recomputed;
   for (int every : {0, 1}) {
     runtime::TrainerOptions o = quiet(steps);
     o.activation_checkpoint_every = every;
     Measured m = train(*world, transformer, o, inputs, targets, t.vocabulary, sequences);
-    const double state = static_cast<double>(m.result.parameter_bytes + m.result.gradient_bytes +
-                                             m.result.optimizer_state_bytes);
+    const double state =
+        static_cast<double>(m.result.parameter_bytes + m.result.gradient_bytes + m.result.optimizer_state_bytes);
     m.peak_bytes -= state;
     (every == 0 ? kept : recomputed) = m;
     if (print) {
@@ -185,14 +174,16 @@ int main(int argc, char** argv) {
     }
   }
   if (print) {
-    std::printf("\nactivation memory with / without: %.3f (goal <= 0.5); step time with / without: %.3f (goal <= 1.4)\n",
-                recomputed.peak_bytes / kept.peak_bytes, recomputed.step_s / kept.step_s);
+    std::printf(
+        "\nactivation memory with / without: %.3f (goal <= 0.5); step time with / without: %.3f (goal <= 1.4)\n",
+        recomputed.peak_bytes / kept.peak_bytes, recomputed.step_s / kept.step_s);
     bench::append_summary_row(summary, "memory_bench", "activation memory, checkpointed",
                               std::to_string(static_cast<long long>(recomputed.peak_bytes / 1e6)) + " MB",
                               "activations kept", std::to_string(static_cast<long long>(kept.peak_bytes / 1e6)) + " MB",
                               kept.peak_bytes / recomputed.peak_bytes);
-    bench::append_summary_row(summary, "memory_bench", "step time, checkpointed", std::to_string(recomputed.step_s) + " s",
-                              "activations kept", std::to_string(kept.step_s) + " s", kept.step_s / recomputed.step_s);
+    bench::append_summary_row(summary, "memory_bench", "step time, checkpointed",
+                              std::to_string(recomputed.step_s) + " s", "activations kept",
+                              std::to_string(kept.step_s) + " s", kept.step_s / recomputed.step_s);
   }
   return 0;
 }

@@ -36,6 +36,7 @@ run pipeline_bench "${mpirun[@]}" -np 2 "$build/bench/pipeline_bench" --summary 
 run memory_bench "${mpirun[@]}" -np 4 "$build/bench/memory_bench" --summary "$rows"
 run pytorch_zero_peer /usr/bin/python3 "$root/bench/pytorch_zero_peer.py" --bench "$build/bench/memory_bench" \
   --summary "$rows"
+run checkpoint_bench "${mpirun[@]}" -np 2 "$build/bench/checkpoint_bench" --summary "$rows"
 
 mkdir -p "$(dirname "$report")"
 {
@@ -46,7 +47,8 @@ mkdir -p "$(dirname "$report")"
   echo "| benchmark | figure | dtrain | peer | peer's figure | ratio |"
   echo "|---|---|---|---|---|---|"
   cat "$rows"
-  for name in comm_bench io_bench pytorch_ddp_peer scaling_bench pipeline_bench memory_bench pytorch_zero_peer; do
+  for name in comm_bench io_bench pytorch_ddp_peer scaling_bench pipeline_bench memory_bench pytorch_zero_peer \
+    checkpoint_bench; do
     echo
     echo "## $name"
     echo

@@ -182,8 +182,11 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
       "checkpoint-every", po::value(&t.checkpoint_every)->default_value(t.checkpoint_every),
       "steps between checkpoints (0: only at the end)")(
       "keep-checkpoints", po::value(&t.keep_checkpoints)->default_value(t.keep_checkpoints),
-      "how many recent checkpoints to keep")("resume", po::value(&t.resume),
-                                             "continue from a checkpoint file, or 'auto' (the newest, if any)")(
+      "how many recent checkpoints to keep")(
+      "checkpoint-async", po::value(&t.checkpoint_async)->default_value(t.checkpoint_async),
+      "write checkpoints in the background: training waits only while the state is copied to host memory (false: "
+      "until the files are written)")("resume", po::value(&t.resume),
+                                      "continue from a checkpoint file, or 'auto' (the newest, if any)")(
       "export-model", po::value(&c.export_model),
       "after training, write the trained model here for other tools: a PyTorch state dict (torch.load, then "
       "load_state_dict) for a built-in model, the TorchScript module with its trained weights for --torchscript");

@@ -44,9 +44,7 @@ int main(int argc, char** argv) {
                 meta.value("device", "cpu").c_str());
     std::printf("loss scale: %g\nsampler: %s\noptimizer state: %s\n\n", meta.value("loss_scale", 1.0),
                 meta.value("sampler_state", "").c_str(),
-                meta.value("optimizer_shards", "").empty()
-                    ? "in the main file"
-                    : ("sharded: " + meta["optimizer_shards"].get<std::string>()).c_str());
+                inspection.shard_layout.empty() ? "in the main file" : ("sharded: " + inspection.shard_layout).c_str());
     std::printf("| file | entry | shape | checksum |\n|---|---|---|---|\n");
     int bad = 0;
     for (const auto& e : inspection.entries) {

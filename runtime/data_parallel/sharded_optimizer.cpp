@@ -2,8 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/StorageImpl.h>
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <stdexcept>
 
@@ -40,7 +38,6 @@ ShardedOptimizer::ShardedOptimizer(const OptimizerOptions& options, Reducer& red
   }
   at::NoGradGuard no_grad;
   const std::vector<Reducer::BucketLayout> buckets = reducer.layout();
-  std::vector<std::int64_t> shard_sizes;
   for (std::size_t b = 0; b < buckets.size(); ++b) {
     const Reducer::BucketLayout& bucket = buckets[b];
     const at::Tensor& first = bucket.parameters.front();
@@ -60,15 +57,15 @@ ShardedOptimizer::ShardedOptimizer(const OptimizerOptions& options, Reducer& red
     shard.mutable_grad() = reducer.gradient_shard(b);
     flat_.push_back(flat);
     shards_.push_back(shard);
-    shard_sizes.push_back(bucket.shard_numel);
+    layout_.numel.push_back(bucket.numel);
   }
   held_.assign(flat_.size(), shard_parameters_ ? Held::kShard : Held::kWhole);
   gathers_.resize(flat_.size());
   optimizer_ = make_optimizer(options, shards_);
   // Stages 1 and 2 cut alike (either resumes the other's checkpoint); stage 3 cuts a bucket per block.
-  layout_ = fmt::format("{} ranks, {}bucket plan {:016x}, shards of {} elements", replicas.size(),
-                        shard_parameters_ ? "a bucket per block (--zero-stage 3), " : "", reducer.plan_hash(),
-                        fmt::join(shard_sizes, ", "));
+  layout_.ranks = replicas.size();
+  layout_.plan = reducer.plan_hash();
+  layout_.parameters = shard_parameters_;
 }
 
 void ShardedOptimizer::set_learning_rate(double lr) {

@@ -13,7 +13,8 @@
 //  - The decisions before the step (found-inf, the global norm, clipping) come from the reducer: over whole buckets
 //    in stage 1, summed over the shards in stage 2; the same on every rank either way.
 //  - The layout is fixed when the optimizer is built, so the reducer must not rebuild its buckets (the trainer
-//    turns rebuilding off); a checkpoint keeps each rank's shard and the layout, which a resume must match.
+//    turns rebuilding off); a checkpoint keeps each rank's shard and the layout, which a resume on the same buckets
+//    re-cuts if its number of ranks differs (Note [Re-sharding] in runtime/training/shard_layout.h).
 //  - Stage 3 (shard_parameters) keeps the parameter shards in tensors of their own and the flat buckets without
 //    memory, except from start_gather(b) to release(b) (Note [Parameter shards]); the step updates the shards only.
 
@@ -40,7 +41,7 @@ class ShardedOptimizer final : public ModelOptimizer {
   void step() override;
   void zero_grad() override;
   torch::optim::Optimizer& optimizer() override;
-  std::string shard_layout() const override { return layout_; }
+  ShardLayout shard_layout() const override { return layout_; }
   std::vector<at::Tensor> parameter_shards() const override;
   void finish() override;
   std::int64_t parameter_bytes() const override;
@@ -65,7 +66,7 @@ class ShardedOptimizer final : public ModelOptimizer {
   std::vector<comm::WorkPtr> gathers_;  // stage 3: the all-gathers in flight
   bool finished_ = false;               // finish() was called
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::string layout_;
+  ShardLayout layout_;
 };
 
 }  // namespace dtrain::runtime

@@ -94,6 +94,20 @@ torch::optim::OptimizerParamState* optimizer_state(torch::optim::Optimizer& opti
   return it == states.end() ? nullptr : it->second.get();
 }
 
+void set_optimizer_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter,
+                         std::unique_ptr<torch::optim::OptimizerParamState> state) {
+#if DTRAIN_TORCH_2
+  void* key = parameter.unsafeGetTensorImpl();
+#else
+  const std::string key = c10::guts::to_string(parameter.unsafeGetTensorImpl());
+#endif
+  if (state) {
+    optimizer.state()[key] = std::move(state);
+  } else {
+    optimizer.state().erase(key);
+  }
+}
+
 void zero_grad_in_place(torch::optim::Optimizer& optimizer) {
 #if DTRAIN_TORCH_2
   optimizer.zero_grad(/*set_to_none=*/false);

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/optim/optimizer.h>
 
+#include <memory>
 #include <vector>
 
 namespace dtrain::runtime::compat {
@@ -40,6 +41,10 @@ at::Tensor unscale_and_find_non_finite(const std::vector<at::Tensor>& tensors, d
 // The optimizer's per-parameter state (Adam's exp_avg, say), or nullptr before the first step. 1.13 keys it by the
 // TensorImpl address as a string, 2.x by the address itself.
 torch::optim::OptimizerParamState* optimizer_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter);
+
+// Sets (or with nullptr removes) the optimizer's state of `parameter`.
+void set_optimizer_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter,
+                         std::unique_ptr<torch::optim::OptimizerParamState> state);
 
 // Zeroes gradients in place (2.x's zero_grad() sets them to none by default, which would drop the reducer's
 // gradient buckets and cost a copy per parameter in the next backward).

@@ -12,13 +12,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <regex>
 
 #include "comm/error.h"
 #include "runtime/training/checksums.h"
+#include "runtime/training/optimizers.h"
 
 namespace dtrain::runtime {
 
@@ -29,13 +34,33 @@ namespace {
 constexpr const char* kFormat = "dtrain-checkpoint-2";  // 1: before checksums (Note [Verified checkpoints])
 constexpr const char* kParameterShards = "dtrain_parameter_shards";  // in a stage 3 optimizer shard file
 
-// Every file starts with its metadata, then that text's own checksum; the metadata holds the checksum of every other
-// entry ("checksums": part name -> checksum).
-void write_meta(torch::serialize::OutputArchive& archive, nlohmann::json meta, const nlohmann::json& checksums) {
+// Every file starts with its metadata, then that text's own checksum (returned: a manifest records it); the metadata
+// holds the checksum of every other entry ("checksums": part name -> checksum).
+std::string write_meta(torch::serialize::OutputArchive& archive, nlohmann::json meta, const nlohmann::json& checksums) {
   meta["checksums"] = checksums;
   const std::string text = meta.dump();
+  const std::string checksum = checksum_of(text);
   archive.write("meta", c10::IValue(text));
-  archive.write("meta_checksum", c10::IValue(checksum_of(text)));
+  archive.write("meta_checksum", c10::IValue(checksum));
+  return checksum;
+}
+
+nlohmann::json layout_json(const ShardLayout& layout) {
+  return {{"ranks", layout.ranks},
+          {"bucket_plan", fmt::format("{:016x}", layout.plan)},
+          {"parameters", layout.parameters},
+          {"bucket_numel", layout.numel}};
+}
+
+ShardLayout layout_of(const nlohmann::json& meta) {
+  ShardLayout layout;
+  if (!meta.contains("optimizer_shards")) return layout;
+  const nlohmann::json& j = meta["optimizer_shards"];
+  layout.ranks = j.at("ranks").get<int>();
+  layout.plan = std::stoull(j.at("bucket_plan").get<std::string>(), nullptr, 16);
+  layout.parameters = j.at("parameters").get<bool>();
+  layout.numel = j.at("bucket_numel").get<std::vector<std::int64_t>>();
+  return layout;
 }
 
 // The optimizer's own archive, as bytes in a byte tensor: one entry with one checksum, however LibTorch lays it out.
@@ -57,15 +82,20 @@ void load_serialized(torch::optim::Optimizer& optimizer, const at::Tensor& bytes
   optimizer.load(archive);
 }
 
-c10::List<at::Tensor> cpu_copies(const std::vector<at::Tensor>& tensors) {
+// Copies in host memory that training does not change while a background write reads them.
+at::Tensor host_copy(const at::Tensor& t) {
+  return t.device().is_cpu() ? t.detach().clone() : t.detach().to(at::kCPU);
+}
+
+c10::List<at::Tensor> host_copies(const std::vector<at::Tensor>& tensors) {
   c10::List<at::Tensor> out;
-  for (const auto& t : tensors) out.push_back(t.detach().cpu());
+  for (const auto& t : tensors) out.push_back(host_copy(t));
   return out;
 }
 
-c10::List<at::Tensor> detached(const std::vector<NamedTensor>& tensors) {
+c10::List<at::Tensor> host_copies(const std::vector<NamedTensor>& tensors) {
   c10::List<at::Tensor> out;
-  for (const auto& t : tensors) out.push_back(t.tensor.detach().cpu());
+  for (const auto& t : tensors) out.push_back(host_copy(t.tensor));
   return out;
 }
 
@@ -151,16 +181,12 @@ void remove_optimizer_shards(const std::string& folder, const std::string& part,
   for (const auto& file : doomed) fs::remove(file, ec);
 }
 
-// Writes `archive` to `path` through a temporary file (Note [Atomic checkpoints]).
-void write_atomically(torch::serialize::OutputArchive& archive, const std::string& path) {
-  const std::string temporary = path + ".tmp";
+// Writes `archive` to `temporary` and fsyncs it (Note [Atomic checkpoints]); a failed write removes it.
+void write_synced(torch::serialize::OutputArchive& archive, const std::string& temporary) {
   try {
     SyncedFile file(temporary);
     archive.save_to([&](const void* data, std::size_t size) { return file.write(data, size); });
     file.sync_and_close();
-    if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-      throw CheckpointError(fmt::format("renaming {} to {} failed: {}", temporary, path, std::strerror(errno)));
-    }
   } catch (...) {
     std::error_code ec;
     fs::remove(temporary, ec);
@@ -168,12 +194,17 @@ void write_atomically(torch::serialize::OutputArchive& archive, const std::strin
   }
 }
 
+// "" or why the rename failed.
+std::string renamed(const std::string& from, const std::string& to) {
+  if (std::rename(from.c_str(), to.c_str()) == 0) return "";
+  return fmt::format("renaming {} to {} failed: {}", from, to, std::strerror(errno));
+}
+
 // A pipeline stage's own part of each checkpoint: "stage1-of-2" ("" without a pipeline).
 std::string part_name(int stage, int stages) {
   return stages > 1 ? fmt::format("stage{}-of-{}", stage, stages) : "";
 }
 
-// Rank 0's outcome, shared: every rank returns normally or throws the same message.
 // The trainer's own bookkeeping, under the key "extra" of the metadata (the layout of dtrain-checkpoint-1 files).
 nlohmann::json extra_of(const TrainingState& state) {
   const auto& early = state.early_stopping;
@@ -223,117 +254,171 @@ CheckpointStore::CheckpointStore(std::string folder, int keep, int stage, int st
 
 std::string CheckpointStore::save(comm::ControlPlane& control, const CheckpointContents& contents,
                                   const TrainingState& state) {
+  complete(control, /*wait=*/true);  // the next checkpoint waits for the previous write
   const at::Tensor all_rng = gather_rows(control, rng_state());
   const at::Tensor device_rng = contents.device != nullptr ? contents.device->rng_state() : at::Tensor();
   const at::Tensor all_device_rng = device_rng.defined() ? gather_rows(control, device_rng) : at::Tensor();
 
   const std::string path = path_for(state.step);
-  const bool sharded = contents.optimizer != nullptr && !contents.optimizer_shard_layout.empty();
-  auto failed = [&](const std::string& what) {
-    const auto previous = latest();
-    return fmt::format("writing checkpoint {} failed: {}; {}", path, first_line(what),
-                       previous ? "the previous checkpoint " + *previous + " is intact" : "no earlier checkpoint");
-  };
+  const bool sharded = contents.optimizer != nullptr && contents.optimizer_shards.sharded();
+  Pending pending;
+  pending.path = path;
+  pending.step = state.step;
+  pending.previous = latest().value_or("");
+  if (sharded) pending.shard = optimizer_shard_file(path, control.rank(), control.size());
+
+  // Host copies of everything written (Note [Background checkpoint writes]): training changes the originals in
+  // place while the files are written.
+  auto shard_archive = std::make_shared<torch::serialize::OutputArchive>();
+  std::string shard_meta_checksum;
   if (sharded) {
-    const std::string shard = optimizer_shard_file(path, control.rank(), control.size());
-    std::string error;
-    try {
-      torch::serialize::OutputArchive archive;
-      nlohmann::json checksums;
+    nlohmann::json checksums;
+    const at::Tensor optimizer = serialized(*contents.optimizer);
+    checksums["optimizer state"] = checksum_of(optimizer);
+    shard_archive->write("optimizer", optimizer);
+    if (!contents.parameter_shards.empty()) {
+      const c10::List<at::Tensor> shards = host_copies(contents.parameter_shards);
+      for (std::size_t i = 0; i < shards.size(); ++i) {
+        checksums[fmt::format("parameter shard {}", i)] = checksum_of(shards.get(i));
+      }
+      shard_archive->write(kParameterShards, c10::IValue(shards));
+    }
+    shard_meta_checksum = write_meta(
+        *shard_archive,
+        {{"format", kFormat}, {"step", state.step}, {"rank", control.rank()}, {"ranks", control.size()}}, checksums);
+  }
+  // The manifest: rank 0's main file records the checksum of every shard's metadata.
+  std::vector<std::string> shard_checksums;
+  if (sharded) {
+    const std::vector<std::uint8_t> gathered =
+        control.allgather(std::vector<std::uint8_t>(shard_meta_checksum.begin(), shard_meta_checksum.end()));
+    const std::size_t width = shard_meta_checksum.size();
+    for (int r = 0; r < control.size(); ++r) {
+      shard_checksums.emplace_back(gathered.begin() + r * width, gathered.begin() + (r + 1) * width);
+    }
+  }
+  std::shared_ptr<torch::serialize::OutputArchive> main_archive;
+  if (control.rank() == 0) {
+    main_archive = std::make_shared<torch::serialize::OutputArchive>();
+    nlohmann::json meta = {{"format", kFormat},
+                           {"model", contents.model_name},
+                           {"optimizer", contents.optimizer_kind},
+                           {"world_size", control.size()},
+                           {"device", c10::DeviceTypeName(device_of(contents).type(), /*lower_case=*/true)},
+                           {"step", state.step},
+                           {"epoch", state.epoch},
+                           {"sampler_state", state.sampler_state},
+                           {"loss_scale", state.loss_scale},
+                           {"loss_scale_clean_steps", state.loss_scale_clean_steps},
+                           {"extra", extra_of(state)},
+                           {"parameters", signatures(contents.parameters)},
+                           {"buffers", signatures(contents.buffers)}};
+    if (sharded) {
+      meta["optimizer_shards"] = layout_json(contents.optimizer_shards);
+      meta["shard_meta_checksums"] = shard_checksums;
+    }
+    const bool parameters_in_shards = sharded && !contents.parameter_shards.empty();
+    if (parameters_in_shards) meta["parameters_in_shards"] = true;
+    nlohmann::json checksums;
+    const auto write_named = [&](const char* key, const char* kind, const std::vector<NamedTensor>& tensors) {
+      const c10::List<at::Tensor> copies = host_copies(tensors);
+      for (std::size_t i = 0; i < copies.size(); ++i) {
+        checksums[fmt::format("{} {}", kind, tensors[i].name)] = checksum_of(copies.get(i));
+      }
+      main_archive->write(key, c10::IValue(copies));
+    };
+    if (!parameters_in_shards) write_named("parameters", "parameter", contents.parameters);
+    write_named("buffers", "buffer", contents.buffers);
+    checksums["rng state"] = checksum_of(all_rng);
+    main_archive->write("rng", all_rng);
+    if (all_device_rng.defined()) {
+      checksums["device rng state"] = checksum_of(all_device_rng);
+      main_archive->write("device_rng", all_device_rng);
+    }
+    if (contents.optimizer != nullptr && !sharded) {
       const at::Tensor optimizer = serialized(*contents.optimizer);
       checksums["optimizer state"] = checksum_of(optimizer);
-      archive.write("optimizer", optimizer);
-      if (!contents.parameter_shards.empty()) {
-        const c10::List<at::Tensor> shards = cpu_copies(contents.parameter_shards);
-        for (std::size_t i = 0; i < shards.size(); ++i) {
-          checksums[fmt::format("parameter shard {}", i)] = checksum_of(shards.get(i));
-        }
-        archive.write(kParameterShards, c10::IValue(shards));
-      }
-      write_meta(archive,
-                 {{"format", kFormat}, {"step", state.step}, {"rank", control.rank()}, {"ranks", control.size()}},
-                 checksums);
-      write_atomically(archive, shard);
-    } catch (const std::exception& e) {
-      error = failed(e.what());
+      main_archive->write("optimizer", optimizer);
     }
+    write_meta(*main_archive, meta, checksums);
+  }
+  // The copies are made: the rest touches neither the model nor the communicators.
+  const std::string shard = pending.shard;
+  pending.write = std::async(std::launch::async, [shard, path, shard_archive, main_archive]() {
+    const auto start = std::chrono::steady_clock::now();
+    WriteOutcome outcome;
     try {
-      control.raise_if_any_failed(error);
+      if (!shard.empty()) write_synced(*shard_archive, shard + ".tmp");
+      if (main_archive) write_synced(*main_archive, path + ".tmp");
+    } catch (const std::exception& e) {
+      outcome.error = first_line(e.what());
+    }
+    outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return outcome;
+  });
+  pending_ = std::move(pending);
+  return path;
+}
+
+void CheckpointStore::remove_files_of(const Pending& pending) const {
+  std::error_code ec;
+  for (const std::string& file : {pending.shard, pending.path}) {
+    if (file.empty()) continue;
+    fs::remove(file + ".tmp", ec);
+    fs::remove(file, ec);
+  }
+}
+
+std::optional<CheckpointStore::Written> CheckpointStore::complete(comm::ControlPlane& control, bool wait) {
+  if (!pending_) return std::nullopt;
+  const bool written = pending_->write.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  if (!wait && control.any(!written)) return std::nullopt;  // some rank still writes: ask again after the next step
+  Pending pending = std::move(*pending_);
+  pending_.reset();
+  const WriteOutcome outcome = pending.write.get();
+  const auto failed = [&](const std::string& what) {
+    return what.empty()
+               ? what
+               : fmt::format("writing checkpoint {} failed: {}; {}", pending.path, what,
+                             pending.previous.empty() ? "no earlier checkpoint"
+                                                      : "the previous checkpoint " + pending.previous + " is intact");
+  };
+  const auto agree = [&](const std::string& problem) {
+    try {
+      control.raise_if_any_failed(failed(problem));
     } catch (const comm::AgreedError&) {
-      std::error_code ec;
-      fs::remove(shard, ec);  // the step has no checkpoint: none of its shards stays
+      remove_files_of(pending);  // the step has no checkpoint: none of its files stays
       throw;
     }
-  }
-  std::string error;
+  };
+  agree(outcome.error);
+  // Note [Atomic checkpoints]: the shards take their final names first, the main file last.
+  std::string problem;
+  if (!pending.shard.empty()) problem = renamed(pending.shard + ".tmp", pending.shard);
+  agree(problem);
   if (control.rank() == 0) {
-    try {
-      nlohmann::json meta = {{"format", kFormat},
-                             {"model", contents.model_name},
-                             {"optimizer", contents.optimizer_kind},
-                             {"world_size", control.size()},
-                             {"device", c10::DeviceTypeName(device_of(contents).type(), /*lower_case=*/true)},
-                             {"step", state.step},
-                             {"epoch", state.epoch},
-                             {"sampler_state", state.sampler_state},
-                             {"loss_scale", state.loss_scale},
-                             {"loss_scale_clean_steps", state.loss_scale_clean_steps},
-                             {"extra", extra_of(state)},
-                             {"parameters", signatures(contents.parameters)},
-                             {"buffers", signatures(contents.buffers)}};
-      if (sharded) meta["optimizer_shards"] = contents.optimizer_shard_layout;
-      const bool parameters_in_shards = sharded && !contents.parameter_shards.empty();
-      if (parameters_in_shards) meta["parameters_in_shards"] = true;
-      torch::serialize::OutputArchive archive;
-      nlohmann::json checksums;
-      const auto write_named = [&](const char* key, const char* kind, const std::vector<NamedTensor>& tensors) {
-        const c10::List<at::Tensor> copies = detached(tensors);
-        for (std::size_t i = 0; i < copies.size(); ++i) {
-          checksums[fmt::format("{} {}", kind, tensors[i].name)] = checksum_of(copies.get(i));
-        }
-        archive.write(key, c10::IValue(copies));
-      };
-      if (!parameters_in_shards) write_named("parameters", "parameter", contents.parameters);
-      write_named("buffers", "buffer", contents.buffers);
-      checksums["rng state"] = checksum_of(all_rng);
-      archive.write("rng", all_rng);
-      if (all_device_rng.defined()) {
-        checksums["device rng state"] = checksum_of(all_device_rng);
-        archive.write("device_rng", all_device_rng);
-      }
-      if (contents.optimizer != nullptr && !sharded) {
-        const at::Tensor optimizer = serialized(*contents.optimizer);
-        checksums["optimizer state"] = checksum_of(optimizer);
-        archive.write("optimizer", optimizer);
-      }
-      write_meta(archive, meta, checksums);
-      write_atomically(archive, path);
+    problem = renamed(pending.path + ".tmp", pending.path);
+    if (problem.empty()) {
       sync_folder(folder_);
-      auto existing = checkpoints_in(folder_, part_);
-      for (std::size_t i = 0; i + static_cast<std::size_t>(keep_) < existing.size(); ++i) {
-        std::error_code ec;
-        fs::remove(existing[i].second, ec);
-        remove_optimizer_shards(folder_, part_, existing[i].second);
-      }
-      for (const auto& [step, unfinished] : checkpoints_in(folder_, part_, /*temporaries=*/true)) {
-        std::error_code ec;
-        fs::remove(unfinished, ec);
-      }
-      remove_optimizer_shards(folder_, part_, "");
-    } catch (const std::exception& e) {
-      error = failed(e.what());
+      prune();
     }
   }
-  try {
-    control.raise_if_any_failed(error);
-  } catch (const comm::AgreedError&) {
-    if (sharded) {
-      std::error_code ec;
-      fs::remove(optimizer_shard_file(path, control.rank(), control.size()), ec);
-    }
-    throw;
+  agree(problem);
+  return Written{pending.path, pending.step, outcome.seconds};
+}
+
+void CheckpointStore::prune() const {
+  auto existing = checkpoints_in(folder_, part_);
+  for (std::size_t i = 0; i + static_cast<std::size_t>(keep_) < existing.size(); ++i) {
+    std::error_code ec;
+    fs::remove(existing[i].second, ec);
+    remove_optimizer_shards(folder_, part_, existing[i].second);
   }
-  return path;
+  for (const auto& [step, unfinished] : checkpoints_in(folder_, part_, /*temporaries=*/true)) {
+    std::error_code ec;
+    fs::remove(unfinished, ec);
+  }
+  remove_optimizer_shards(folder_, part_, "");
 }
 
 std::string CheckpointStore::path_for(std::int64_t step) const {
@@ -435,39 +520,101 @@ struct VerifiedShard {
   std::vector<at::Tensor> parameter_shards;
 };
 
-VerifiedShard read_shard(const std::string& path, std::int64_t step, const comm::ControlPlane& control,
-                         const CheckpointContents& contents, bool with_parameters) {
-  const std::string file = optimizer_shard_file(path, control.rank(), control.size());
+// Rank `rank`'s (of `ranks`) optimizer shard file of the checkpoint, verified against its own checksums and the
+// main file's manifest (`manifest`: its metadata's checksum); read onto `device`.
+VerifiedShard read_shard(const std::string& path, std::int64_t step, int rank, int ranks, const std::string& manifest,
+                         std::size_t parameter_shards, const c10::Device& device) {
+  const std::string file = optimizer_shard_file(path, rank, ranks);
   const std::string label = fmt::format("checkpoint {}, optimizer shard {}", path, file);
   if (!fs::exists(file)) {
     throw DamagedCheckpointError(fmt::format("checkpoint {}: its optimizer shard {} is missing", path, file));
   }
   torch::serialize::InputArchive shard;
   nlohmann::json meta;
+  c10::IValue meta_checksum;
   try {
-    shard.load_from(file, device_of(contents));
+    shard.load_from(file, device);
     meta = verified_meta(shard, label);
+    shard.read("meta_checksum", meta_checksum);
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {
     throw DamagedCheckpointError(
         fmt::format("checkpoint {}: its optimizer shard {} cannot be read: {}", path, file, first_line(e.what())));
   }
-  if (meta.value("step", std::int64_t{-1}) != step || meta.value("rank", -1) != control.rank() ||
-      meta.value("ranks", -1) != control.size()) {
-    throw DamagedCheckpointError(fmt::format("{}: it belongs to another checkpoint (step {}, rank {} of {})", label,
-                                             meta.value("step", std::int64_t{-1}), meta.value("rank", -1),
-                                             meta.value("ranks", -1)));
+  if (meta.value("step", std::int64_t{-1}) != step || meta.value("rank", -1) != rank ||
+      meta.value("ranks", -1) != ranks || meta_checksum.toStringRef() != manifest) {
+    throw DamagedCheckpointError(
+        fmt::format("{}: it is not the shard the main file lists (it says step {}, rank {} of {})", label,
+                    meta.value("step", std::int64_t{-1}), meta.value("rank", -1), meta.value("ranks", -1)));
   }
   VerifiedReader reader(shard, meta, label);
   VerifiedShard out;
   out.optimizer = reader.tensor("optimizer", "optimizer state");
-  if (with_parameters) {
+  if (parameter_shards > 0) {
     std::vector<std::string> parts;
-    for (std::size_t i = 0; i < contents.parameter_shards.size(); ++i) {
-      parts.push_back(fmt::format("parameter shard {}", i));
-    }
+    for (std::size_t i = 0; i < parameter_shards; ++i) parts.push_back(fmt::format("parameter shard {}", i));
     out.parameter_shards = reader.list(kParameterShards, parts);
+  }
+  return out;
+}
+
+// Note [Re-sharding]: this rank's shards under `here`, cut from the verified shards `old` of the writing ranks
+// (indexed by their rank; only source_ranks(saved, here, rank) are read). `optimizer` is this run's, over this rank's
+// shards in bucket order; nothing of it changes here.
+struct ReshardedState {
+  std::vector<ParameterState> states;        // per bucket
+  std::vector<at::Tensor> parameter_shards;  // per bucket, stage 3
+  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> group_options;
+};
+ReshardedState reshard(const ShardLayout& saved, const ShardLayout& here, int rank,
+                       const std::map<int, VerifiedShard>& old, torch::optim::Optimizer& optimizer) {
+  const std::size_t buckets = here.numel.size();
+  const std::vector<at::Tensor> mine = optimizer.param_groups().front().params();
+  // Each old shard's state, read through an optimizer of this kind over tensors of the old shards' sizes.
+  std::map<int, std::vector<ParameterState>> old_states;
+  ReshardedState out;
+  for (const auto& [from, shard] : old) {
+    std::vector<at::Tensor> sized;
+    for (std::size_t b = 0; b < buckets; ++b) sized.push_back(at::zeros({saved.shard_numel(b)}, mine[b].options()));
+    auto reader = same_kind_over(optimizer, sized);
+    load_serialized(*reader, shard.optimizer, mine.front().device());
+    for (std::size_t b = 0; b < buckets; ++b) old_states[from].push_back(parameter_state(*reader, sized[b]));
+    if (from == old.begin()->first) {
+      for (const auto& group : reader->param_groups()) out.group_options.push_back(group.options().clone());
+    }
+  }
+  for (std::size_t b = 0; b < buckets; ++b) {
+    const std::vector<ShardPiece> pieces = pieces_of(saved, here, rank, b);
+    // Every old shard of a bucket has the same kind of state and step count; a shard of padding only takes them too.
+    ParameterState state;
+    if (!old_states.empty()) {
+      const ParameterState& like = old_states.begin()->second[b];
+      state.step = like.step;
+      for (const auto& [name, t] : like.tensors) {
+        at::Tensor cut = at::zeros({here.shard_numel(b)}, t.options());
+        for (const ShardPiece& piece : pieces) {
+          const ParameterState& from = old_states.at(piece.from_rank)[b];
+          const auto source = std::find_if(from.tensors.begin(), from.tensors.end(),
+                                           [&](const auto& named) { return named.first == name; });
+          if (source == from.tensors.end()) {
+            throw DamagedCheckpointError(
+                fmt::format("optimizer shard {} lacks the {} of bucket {}", piece.from_rank, name, b));
+          }
+          cut.narrow(0, piece.to_offset, piece.numel).copy_(source->second.narrow(0, piece.from_offset, piece.numel));
+        }
+        state.tensors.emplace_back(name, cut);
+      }
+    }
+    out.states.push_back(state);
+    if (here.parameters) {
+      at::Tensor cut = at::zeros({here.shard_numel(b)}, mine[b].options());
+      for (const ShardPiece& piece : pieces) {
+        cut.narrow(0, piece.to_offset, piece.numel)
+            .copy_(old.at(piece.from_rank).parameter_shards.at(b).narrow(0, piece.from_offset, piece.numel));
+      }
+      out.parameter_shards.push_back(cut);
+    }
   }
   return out;
 }
@@ -528,7 +675,13 @@ CheckpointInspection inspect_checkpoint(const std::string& path) {
   } catch (const std::exception& e) {
     throw DamagedCheckpointError(fmt::format("checkpoint {}: cannot be read: {}", path, first_line(e.what())));
   }
-  CheckpointInspection out{meta.dump(), {}};
+  CheckpointInspection out{meta.dump(), "", {}};
+  try {
+    const ShardLayout layout = layout_of(meta);
+    if (layout.sharded()) out.shard_layout = layout.describe();
+  } catch (const std::exception& e) {
+    out.shard_layout = "unreadable (" + first_line(e.what()) + ")";
+  }
   out.entries.push_back({path, "metadata", "", "ok"});
   const nlohmann::json& checksums = meta["checksums"];
   const bool parameters_in_shards = meta.value("parameters_in_shards", false);
@@ -547,7 +700,7 @@ CheckpointInspection inspect_checkpoint(const std::string& path) {
   if (checksums.contains("optimizer state")) {
     out.entries.push_back(inspected(archive, checksums, path, "optimizer", "optimizer state", -1));
   }
-  if (meta.value("optimizer_shards", "").empty()) return out;
+  if (!meta.contains("optimizer_shards")) return out;
   const int ranks = meta.value("world_size", 0);
   for (int rank = 0; rank < ranks; ++rank) {
     const std::string file = optimizer_shard_file(path, rank, ranks);
@@ -606,12 +759,6 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
                      contents.optimizer_kind));
   }
   const int written_by = meta["world_size"].get<int>();
-  if (written_by != control.size() && !meta.value("optimizer_shards", "").empty()) {
-    fail(
-        fmt::format("its optimizer state is sharded over {} ranks, this run has {}; a sharded checkpoint resumes on "
-                    "the same number of ranks",
-                    written_by, control.size()));
-  }
   auto compare = [&](const char* key, const std::vector<NamedTensor>& tensors) {
     const auto saved = meta[key].get<std::vector<std::string>>();
     const auto here = signatures(tensors);
@@ -623,17 +770,27 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
   };
   compare("parameters", contents.parameters);
   compare("buffers", contents.buffers);
-  const std::string saved_shards = meta.value("optimizer_shards", "");
-  if (contents.optimizer != nullptr && saved_shards != contents.optimizer_shard_layout) {
-    if (saved_shards.empty()) fail("its optimizer state is not sharded (--zero-stage 0); resume with --zero-stage 0");
-    if (contents.optimizer_shard_layout.empty()) {
+  ShardLayout saved_shards;
+  try {
+    saved_shards = layout_of(meta);
+  } catch (const std::exception& e) {
+    fail("its optimizer shard layout cannot be read: " + first_line(e.what()));
+  }
+  const ShardLayout& here_shards = contents.optimizer_shards;
+  if (contents.optimizer != nullptr && !saved_shards.same_buckets(here_shards)) {
+    if (!saved_shards.sharded()) {
+      fail("its optimizer state is not sharded (--zero-stage 0); resume with --zero-stage 0");
+    }
+    if (!here_shards.sharded()) {
       fail("its optimizer state is sharded (--zero-stage 1, 2 or 3); resume with the --zero-stage that wrote it");
     }
-    fail(fmt::format("its optimizer shards are cut as {}, this run cuts them as {}", saved_shards,
-                     contents.optimizer_shard_layout));
+    fail(
+        fmt::format("its optimizer shards are cut as {}, this run cuts them as {} (other gradient buckets: the "
+                    "same model, --bucket-mb and --first-bucket-mb resume it on any number of ranks)",
+                    saved_shards.describe(), here_shards.describe()));
   }
   const bool parameters_in_shards = meta.value("parameters_in_shards", false);
-  if (parameters_in_shards && (saved_shards.empty() || contents.optimizer == nullptr)) {
+  if (parameters_in_shards && (!saved_shards.sharded() || contents.optimizer == nullptr)) {
     fail("its parameters are in its optimizer shards (--zero-stage 3); resume with --zero-stage 3");
   }
 
@@ -646,13 +803,29 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
   at::Tensor device_rng;
   if (meta["checksums"].contains("device rng state")) device_rng = reader.tensor("device_rng", "device rng state");
   at::Tensor optimizer;
-  if (contents.optimizer != nullptr && saved_shards.empty()) optimizer = reader.tensor("optimizer", "optimizer state");
-  // Every rank reads its own shard: one rank's problem is every rank's error (no rank goes on training alone).
-  VerifiedShard shard;
-  if (contents.optimizer != nullptr && !saved_shards.empty()) {
+  if (contents.optimizer != nullptr && !saved_shards.sharded()) {
+    optimizer = reader.tensor("optimizer", "optimizer state");
+  }
+  // Every rank reads the shards it needs (its own, or with another number of ranks those its new shards are cut
+  // from): one rank's problem is every rank's error (no rank goes on training alone).
+  const bool resharded = saved_shards.sharded() && saved_shards.ranks != control.size();
+  std::map<int, VerifiedShard> shards;
+  ReshardedState recut;
+  if (contents.optimizer != nullptr && saved_shards.sharded()) {
     std::string problem;
     try {
-      shard = read_shard(path, meta["step"].get<std::int64_t>(), control, contents, parameters_in_shards);
+      const auto manifest = meta.at("shard_meta_checksums").get<std::vector<std::string>>();
+      if (manifest.size() != static_cast<std::size_t>(saved_shards.ranks)) {
+        throw DamagedCheckpointError(fmt::format("checkpoint {}: its manifest lists {} shards, not {}", path,
+                                                 manifest.size(), saved_shards.ranks));
+      }
+      const std::vector<int> sources =
+          resharded ? source_ranks(saved_shards, here_shards, control.rank()) : std::vector<int>{control.rank()};
+      for (int from : sources) {
+        shards[from] = read_shard(path, meta["step"].get<std::int64_t>(), from, saved_shards.ranks, manifest[from],
+                                  parameters_in_shards ? saved_shards.numel.size() : 0, device_of(contents));
+      }
+      if (resharded) recut = reshard(saved_shards, here_shards, control.rank(), shards, *contents.optimizer);
     } catch (const std::exception& e) {
       problem = first_line(e.what());
     }
@@ -662,12 +835,28 @@ TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& pa
   try {
     at::NoGradGuard no_grad;
     for (std::size_t i = 0; i < parameters.size(); ++i) contents.parameters[i].tensor.copy_(parameters[i]);
-    for (std::size_t i = 0; i < shard.parameter_shards.size(); ++i) {
-      contents.parameter_shards[i].copy_(shard.parameter_shards[i]);
-    }
     for (std::size_t i = 0; i < buffers.size(); ++i) contents.buffers[i].tensor.copy_(buffers[i]);
     if (optimizer.defined()) load_serialized(*contents.optimizer, optimizer, device_of(contents));
-    if (shard.optimizer.defined()) load_serialized(*contents.optimizer, shard.optimizer, device_of(contents));
+    if (saved_shards.sharded() && contents.optimizer != nullptr && !resharded) {
+      const VerifiedShard& own = shards.at(control.rank());
+      for (std::size_t i = 0; i < own.parameter_shards.size(); ++i) {
+        contents.parameter_shards[i].copy_(own.parameter_shards[i]);
+      }
+      load_serialized(*contents.optimizer, own.optimizer, device_of(contents));
+    }
+    if (resharded) {
+      for (std::size_t i = 0; i < recut.parameter_shards.size(); ++i) {
+        contents.parameter_shards[i].copy_(recut.parameter_shards[i]);
+      }
+      auto& groups = contents.optimizer->param_groups();
+      for (std::size_t g = 0; g < groups.size() && g < recut.group_options.size(); ++g) {
+        groups[g].set_options(std::move(recut.group_options[g]));
+      }
+      const std::vector<at::Tensor> mine = groups.front().params();
+      for (std::size_t b = 0; b < recut.states.size(); ++b) {
+        set_parameter_state(*contents.optimizer, mine[b], recut.states[b]);
+      }
+    }
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
     if (control.rank() < rng.size(0)) {

@@ -2,13 +2,19 @@
 // Checkpoints: everything a run needs to continue bit for bit — model, optimizer, loss scaler, sampler position,
 // every rank's RNG state, step and epoch — in one file written by rank 0. With a sharded optimizer (Note [Optimizer
 // shards]) every rank also writes its own shard of the optimizer state beside it (in ZeRO stage 3 with its shard of
-// the parameters), "checkpoint-<step>[.<part>].optimizer-<rank>-of-<ranks>.pt", before rank 0 writes the main file,
-// whose metadata names the shard layout: a main file under its final name means that every shard was written.
-// Note [Atomic checkpoints]: a checkpoint is written to a temporary file in the same folder, fsync'ed, renamed over
-// its final name and the folder fsync'ed; only then are checkpoints beyond the last `keep` removed, with the
-// temporary files of writes that a killed process never finished (they are never read: only final names count). A
-// failed write (full disk, unwritable folder) removes its temporary file and leaves every earlier checkpoint
-// untouched, and every rank gets the same error.
+// the parameters), "checkpoint-<step>[.<part>].optimizer-<rank>-of-<ranks>.pt"; the main file is the manifest of
+// the parts: its metadata names the shard layout and the checksum of every shard's metadata.
+// Note [Atomic checkpoints]: every file of a checkpoint is written to a temporary file in the same folder and
+// fsync'ed; once every rank's files are written, each rank renames its shard to its final name, then rank 0 renames
+// the main file and fsyncs the folder: a main file under its final name means that every part was written. Only then
+// are checkpoints beyond the last `keep` removed, with the temporary files of writes that a killed process never
+// finished (they are never read: only final names count). A failed write (full disk, unwritable folder) removes the
+// checkpoint's files and leaves every earlier checkpoint untouched, and every rank gets the same error.
+// Note [Background checkpoint writes]: save() holds training only while it copies the state to host memory (and
+// computes the checksums and gathers the RNG states); a thread writes the files from those copies while training
+// goes on, and complete(), called after every step, commits the checkpoint once every rank's thread is done. The
+// next save, the run's end and a stop signal wait for a write still going; a write that failed is every rank's
+// error at the first step after every writer has ended, with the previous checkpoint intact.
 // Note [Verified checkpoints]: every file begins with its metadata and that text's XXH3 checksum; the metadata holds
 // the checksum of every other entry (each parameter and buffer by name, the RNG states, the optimizer state as one
 // serialized archive, each parameter shard). load_checkpoint reads and verifies every entry of the main file and of
@@ -18,6 +24,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <cstdint>
+#include <future>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -27,6 +34,7 @@
 #include "comm/control_plane.h"
 #include "runtime/device/compute_device.h"
 #include "runtime/model/named_tensor.h"
+#include "runtime/training/shard_layout.h"
 #include "runtime/training/training_state.h"
 
 namespace dtrain::runtime {
@@ -54,9 +62,10 @@ struct CheckpointContents {
   // run resumes on CPU ranks and the other way round); its random state is saved beside the CPU generator's, and
   // restored when the checkpoint was written on the same kind of device. Null: the CPU.
   ComputeDevice* device = nullptr;
-  // ModelOptimizer::shard_layout(): "" when `optimizer` holds the state of every parameter; otherwise `optimizer` is
-  // this rank's shard, written to and read from its own file.
-  std::string optimizer_shard_layout = {};
+  // ModelOptimizer::shard_layout(): not sharded() when `optimizer` holds the state of every parameter; otherwise
+  // `optimizer` is this rank's shard, written to and read from its own file (and re-cut from the shards of another
+  // number of ranks: Note [Re-sharding]).
+  ShardLayout optimizer_shards = {};
   // ZeRO stage 3 (ModelOptimizer::parameter_shards()): the parameters are these shards, written to and read from the
   // optimizer shard file with the optimizer state; the main file lists the parameters' names and shapes only.
   std::vector<at::Tensor> parameter_shards = {};
@@ -69,10 +78,22 @@ class CheckpointStore {
   // "checkpoint-<step>.<part>.pt", pruned per part.
   CheckpointStore(std::string folder, int keep, int stage = 0, int stages = 1);
 
-  // Collective over `control` (the replicas of this model or stage): rank 0 writes path_for(state.step) atomically;
-  // every rank's RNG state is gathered into it. Returns the path. Throws comm::AgreedError on every rank if the write
-  // fails (Note [Agreed errors]).
+  // Collective over `control` (the replicas of this model or stage): first completes a write still going (waits),
+  // then copies this rank's part of a checkpoint of `state` at path_for(state.step) to host memory (every rank's RNG
+  // state gathered into rank 0's) and starts writing it in the background (Note [Background checkpoint writes]).
+  // Returns the path; complete() commits it.
   std::string save(comm::ControlPlane& control, const CheckpointContents& contents, const TrainingState& state);
+  struct Written {
+    std::string path;
+    std::int64_t step = 0;
+    double write_seconds = 0;  // this rank's background write
+  };
+  // Collective: commits the checkpoint being written once every rank has written its part (with `wait`, waits for
+  // that): Note [Atomic checkpoints]. Returns it; nothing if no write is going or, without `wait`, a rank still
+  // writes. Throws comm::AgreedError on every rank if a part failed (Note [Agreed errors]); the checkpoint's files
+  // are removed.
+  std::optional<Written> complete(comm::ControlPlane& control, bool wait);
+  bool writing() const { return pending_.has_value(); }
 
   // The newest checkpoint of this part in the folder (before step `before`), if any, and its step.
   std::optional<std::string> latest(std::int64_t before = std::numeric_limits<std::int64_t>::max()) const;
@@ -83,9 +104,26 @@ class CheckpointStore {
   const std::string& folder() const { return folder_; }
 
  private:
+  // The files of the checkpoint being written, under their temporary names until complete() renames them.
+  struct WriteOutcome {
+    std::string error;  // "" when every file is written and fsync'ed
+    double seconds = 0;
+  };
+  struct Pending {
+    std::string path;
+    std::string shard;  // this rank's optimizer shard file, "" without one
+    std::int64_t step = 0;
+    std::future<WriteOutcome> write;
+    std::string previous;  // the newest committed checkpoint when this one began, for the error
+  };
+  void remove_files_of(const Pending& pending) const;
+  // Removes the checkpoints of this part beyond the newest `keep` and the files of writes never finished.
+  void prune() const;
+
   std::string folder_;
   int keep_;
   std::string part_;
+  std::optional<Pending> pending_;
 };
 
 // The file of pipeline stage `stage` (of `stages`) of the checkpoint that `path`, the file of any of its stages,
@@ -106,14 +144,16 @@ struct CheckpointEntry {
 };
 struct CheckpointInspection {
   std::string meta_json;
+  std::string shard_layout;  // ShardLayout::describe(), "" when the optimizer state is in the main file
   std::vector<CheckpointEntry> entries;
 };
 CheckpointInspection inspect_checkpoint(const std::string& path);
 
 // Collective over `control`: every rank reads `path` into `contents` and restores its own RNG state (a rank the
 // writing run did not have gets a generator seeded from the checkpoint and its rank: elastic resume, on any number
-// of ranks, of replicated optimizer state). Throws CheckpointError naming the file and the problem: no such file,
-// another model (names, shapes), sharded optimizer state on another number of ranks or sharded otherwise;
+// of ranks; sharded optimizer state is re-cut from the shards of the writing ranks, Note [Re-sharding]). Throws
+// CheckpointError naming the file and the problem: no such file, another model (names, shapes), optimizer state
+// sharded over other buckets or not sharded alike;
 // DamagedCheckpointError if the main file is damaged or unreadable (the same on every rank: they read the same file);
 // comm::AgreedError on every rank if a rank's optimizer shard is missing, unreadable or damaged.
 TrainingState load_checkpoint(comm::ControlPlane& control, const std::string& path, CheckpointContents& contents);

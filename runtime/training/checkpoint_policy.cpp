@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <limits>
 #include <stdexcept>
 
@@ -27,7 +28,26 @@ bool CheckpointPolicy::due_after(std::int64_t step) const {
 std::string CheckpointPolicy::save(const CheckpointContents& contents, const TrainingState& state) {
   if (!store_) return "";
   Timeline::Scope span("checkpoint", "checkpoint");
-  return store_->save(*grid_.data_control, contents, state);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string path = store_->save(*grid_.data_control, contents, state);
+  blocking_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return path;
+}
+
+std::optional<CheckpointPolicy::Committed> CheckpointPolicy::complete(bool wait) {
+  if (!store_ || !store_->writing()) return std::nullopt;
+  wait = wait || !options_.background;
+  const auto start = std::chrono::steady_clock::now();
+  std::optional<CheckpointStore::Written> written;
+  {
+    std::optional<Timeline::Scope> span;
+    if (wait) span.emplace("checkpoint wait", "checkpoint");
+    written = store_->complete(*grid_.data_control, wait);
+  }
+  if (wait) blocking_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!written) return std::nullopt;
+  comm::ControlPlane& replicas = *grid_.data_control;
+  return Committed{written->path, written->step, replicas.max(blocking_seconds_), replicas.max(written->write_seconds)};
 }
 
 std::optional<std::int64_t> CheckpointPolicy::auto_step(std::int64_t before) {

@@ -18,7 +18,8 @@ struct CheckpointOptions {
   std::string folder;      // empty: no checkpoints
   std::int64_t every = 0;  // steps between checkpoints (0: only at the end)
   int keep = 3;
-  std::string resume;  // "", "auto" (the newest in `folder`, if any) or a checkpoint path
+  std::string resume;      // "", "auto" (the newest in `folder`, if any) or a checkpoint path
+  bool background = true;  // write in the background (Note [Background checkpoint writes])
 };
 
 class CheckpointPolicy {
@@ -28,8 +29,20 @@ class CheckpointPolicy {
 
   // Whether a checkpoint is written after step `step` inside the run (the run's end always writes one).
   bool due_after(std::int64_t step) const;
-  // Collective: writes this rank's part of a checkpoint of `state`; returns its path ("" without a folder).
+  // Collective: starts writing this rank's part of a checkpoint of `state`; complete() commits it. Call complete(true)
+  // first: a checkpoint still being written is committed before the next begins. Returns its path ("" without a
+  // folder).
   std::string save(const CheckpointContents& contents, const TrainingState& state);
+  struct Committed {
+    std::string path;
+    std::int64_t step = 0;
+    double blocking_seconds = 0;  // training held by it: the copies in save(), any wait in complete() (largest rank)
+    double write_seconds = 0;     // the write itself (largest rank)
+  };
+  // Collective, after every step: commits the checkpoint being written once every rank has written its part; with
+  // `wait`, or without background writes, waits for that. Returns it once committed. Throws comm::AgreedError on
+  // every rank if its write failed.
+  std::optional<Committed> complete(bool wait);
   struct Resumed {
     std::string path;
     TrainingState state;
@@ -46,6 +59,7 @@ class CheckpointPolicy {
   CheckpointOptions options_;
   ParallelGrid& grid_;
   std::optional<CheckpointStore> store_;
+  double blocking_seconds_ = 0;  // of the checkpoint being written
 };
 
 }  // namespace dtrain::runtime

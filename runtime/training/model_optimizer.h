@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/training/optimizers.h"
+#include "runtime/training/shard_layout.h"
 
 namespace dtrain::runtime {
 
@@ -26,9 +27,9 @@ class ModelOptimizer {
   // The LibTorch optimizer whose state this rank keeps and a checkpoint holds: over every parameter, or over this
   // rank's shards.
   virtual torch::optim::Optimizer& optimizer() = 0;
-  // "" when every rank keeps the whole state; otherwise what a checkpoint of the shards must match to be resumed
-  // (ranks, shard sizes, bucket plan).
-  virtual std::string shard_layout() const = 0;
+  // Not sharded() when every rank keeps the whole state; otherwise how the state is cut over the replicas, which a
+  // checkpoint of the shards records (and a resume on another number of ranks cuts again: Note [Re-sharding]).
+  virtual ShardLayout shard_layout() const = 0;
   // ZeRO stage 3: this rank's shards of the parameters, which a checkpoint stores instead of the parameters (and a
   // resume writes into); empty for the other optimizers, whose parameters are whole.
   virtual std::vector<at::Tensor> parameter_shards() const { return {}; }
@@ -47,7 +48,7 @@ class ReplicatedOptimizer final : public ModelOptimizer {
   void step() override;
   void zero_grad() override;
   torch::optim::Optimizer& optimizer() override { return *optimizer_; }
-  std::string shard_layout() const override { return ""; }
+  ShardLayout shard_layout() const override { return {}; }
   std::int64_t parameter_bytes() const override;
 
  private:

@@ -7,6 +7,8 @@
 
 #include <stdexcept>
 
+#include "runtime/model/torch_compat.h"
+
 namespace dtrain::runtime {
 
 const char* to_string(OptimizerKind kind) {
@@ -46,6 +48,79 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& 
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+std::unique_ptr<torch::optim::Optimizer> same_kind_over(torch::optim::Optimizer& like,
+                                                        const std::vector<at::Tensor>& parameters) {
+  if (dynamic_cast<torch::optim::SGD*>(&like) != nullptr) {
+    return std::make_unique<torch::optim::SGD>(parameters,
+                                               static_cast<const torch::optim::SGDOptions&>(like.defaults()));
+  }
+  if (dynamic_cast<torch::optim::AdamW*>(&like) != nullptr) {
+    return std::make_unique<torch::optim::AdamW>(parameters,
+                                                 static_cast<const torch::optim::AdamWOptions&>(like.defaults()));
+  }
+  if (dynamic_cast<torch::optim::Adam*>(&like) != nullptr) {
+    return std::make_unique<torch::optim::Adam>(parameters,
+                                                static_cast<const torch::optim::AdamOptions&>(like.defaults()));
+  }
+  throw std::invalid_argument("same_kind_over: not an optimizer dtrain builds (sgd, adam, adamw)");
+}
+
+ParameterState parameter_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter) {
+  ParameterState out;
+  const torch::optim::OptimizerParamState* state = compat::optimizer_state(optimizer, parameter);
+  const auto add = [&](const char* name, const at::Tensor& t) {
+    if (t.defined()) out.tensors.emplace_back(name, t);
+  };
+  if (const auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(state)) {
+    add("momentum_buffer", sgd->momentum_buffer());
+  } else if (const auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(state)) {
+    out.step = adam->step();
+    add("exp_avg", adam->exp_avg());
+    add("exp_avg_sq", adam->exp_avg_sq());
+    add("max_exp_avg_sq", adam->max_exp_avg_sq());
+  } else if (const auto* adamw = dynamic_cast<const torch::optim::AdamWParamState*>(state)) {
+    out.step = adamw->step();
+    add("exp_avg", adamw->exp_avg());
+    add("exp_avg_sq", adamw->exp_avg_sq());
+    add("max_exp_avg_sq", adamw->max_exp_avg_sq());
+  }
+  return out;
+}
+
+void set_parameter_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter, const ParameterState& state) {
+  if (state.tensors.empty()) {
+    compat::set_optimizer_state(optimizer, parameter, nullptr);
+    return;
+  }
+  const auto named = [&](const char* name) {
+    for (const auto& [key, t] : state.tensors) {
+      if (key == name) return t;
+    }
+    return at::Tensor();
+  };
+  // Adam and AdamW keep the same fields under two types; each reads only its own.
+  const auto fill = [&](auto adam) {
+    adam->step(state.step);
+    adam->exp_avg(named("exp_avg"));
+    adam->exp_avg_sq(named("exp_avg_sq"));
+    adam->max_exp_avg_sq(named("max_exp_avg_sq"));
+    return adam;
+  };
+  std::unique_ptr<torch::optim::OptimizerParamState> made;
+  if (dynamic_cast<torch::optim::SGD*>(&optimizer) != nullptr) {
+    auto sgd = std::make_unique<torch::optim::SGDParamState>();
+    sgd->momentum_buffer(named("momentum_buffer"));
+    made = std::move(sgd);
+  } else if (dynamic_cast<torch::optim::AdamW*>(&optimizer) != nullptr) {
+    made = fill(std::make_unique<torch::optim::AdamWParamState>());
+  } else if (dynamic_cast<torch::optim::Adam*>(&optimizer) != nullptr) {
+    made = fill(std::make_unique<torch::optim::AdamParamState>());
+  } else {
+    throw std::invalid_argument("set_parameter_state: not an optimizer dtrain builds (sgd, adam, adamw)");
+  }
+  compat::set_optimizer_state(optimizer, parameter, std::move(made));
 }
 
 std::int64_t optimizer_state_bytes(torch::optim::Optimizer& optimizer) {

@@ -30,6 +30,21 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& 
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
+// An optimizer of the same kind and defaults as `like` (one dtrain builds) over other parameters, with no state.
+std::unique_ptr<torch::optim::Optimizer> same_kind_over(torch::optim::Optimizer& like,
+                                                        const std::vector<at::Tensor>& parameters);
+
+// One parameter's optimizer state as named tensors shaped like the parameter (SGD: "momentum_buffer"; Adam, AdamW:
+// "exp_avg", "exp_avg_sq" and with amsgrad "max_exp_avg_sq") and Adam's step count: what re-sharding a checkpoint
+// moves element by element (Note [Re-sharding]). No tensors: no state yet (LibTorch makes it at the first step).
+struct ParameterState {
+  std::int64_t step = 0;
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+};
+ParameterState parameter_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter);
+// Replaces the parameter's state with `state` (removes it when `state` has no tensors).
+void set_parameter_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter, const ParameterState& state);
+
 // Bytes of the state `optimizer` keeps (momentum buffers, Adam's moments); 0 before its first step.
 std::int64_t optimizer_state_bytes(torch::optim::Optimizer& optimizer);
 

@@ -183,6 +183,7 @@ struct Trainer::Parts {
   TrainingState state;
   std::int64_t skipped_steps = 0;  // by this run (not saved)
   std::string last_checkpoint;
+  std::vector<double> blocking_seconds, write_seconds;  // of each checkpoint committed
 
   Parts(TrainerOptions options, TrainableModel& m, DataFeed& t, DataFeed* e, comm::Communicator& c, ParallelGrid* g)
       : o(validated(std::move(options))),
@@ -198,7 +199,7 @@ struct Trainer::Parts {
         total_steps(total_steps_of(o, t)),
         lr(lr_schedule_of(o, total_steps)),
         scaler(o.scaler),
-        checkpoints({o.checkpoint_dir, o.checkpoint_every, o.keep_checkpoints, o.resume}, grid),
+        checkpoints({o.checkpoint_dir, o.checkpoint_every, o.keep_checkpoints, o.resume, o.checkpoint_async}, grid),
         reporter(open_reporter(o, total_steps, world)),
         reducer(reducer_for(o, m, grid)),
         optimizer(optimizer_for(o, m, *reducer, grid)),
@@ -231,12 +232,30 @@ struct Trainer::Parts {
             optimizer->shard_layout(),
             optimizer->parameter_shards()};
   }
+  // Starts a checkpoint of where the run stands (Note [Background checkpoint writes]).
   void save_checkpoint() {
+    complete_checkpoint(/*wait=*/true);
     state.sampler_state = train.state();
     state.loss_scale = scaler.scale();
     state.loss_scale_clean_steps = scaler.clean_steps();
-    const std::string path = checkpoints.save(contents(), state);
-    if (!path.empty()) last_checkpoint = path;
+    checkpoints.save(contents(), state);
+  }
+  // Commits the checkpoint being written once every rank has written its part (with `wait`, waits for that).
+  void complete_checkpoint(bool wait) {
+    const auto committed = checkpoints.complete(wait);
+    if (!committed) return;
+    last_checkpoint = committed->path;
+    blocking_seconds.push_back(committed->blocking_seconds);
+    write_seconds.push_back(committed->write_seconds);
+    reporter.event(fmt::format("checkpoint {} (step {}) written: training held {:.3f} s, the write took {:.3f} s{}",
+                               committed->path, committed->step, committed->blocking_seconds, committed->write_seconds,
+                               o.checkpoint_async ? " in the background" : ""),
+                   {{"event", "checkpoint"},
+                    {"path", committed->path},
+                    {"step", committed->step},
+                    {"blocking_s", committed->blocking_seconds},
+                    {"write_s", committed->write_seconds},
+                    {"background", o.checkpoint_async}});
   }
   void resume() {
     if (o.resume.empty()) return;
@@ -338,6 +357,7 @@ TrainResult Trainer::run() {
       if (step.skipped) ++p.skipped_steps;
       metrics.add_step(step, p.step->computes_loss() ? p.o.accumulation : 0);
       ++s.step;
+      p.complete_checkpoint(/*wait=*/false);
 
       const bool last = s.step >= p.total_steps;
       if (s.step % p.o.log_every == 0 || last) {
@@ -377,10 +397,13 @@ TrainResult Trainer::run() {
     }
   }
   p.save_checkpoint();
+  p.complete_checkpoint(/*wait=*/true);  // the run's end (and a stop signal's) waits for its checkpoint
   result.steps = s.step;
   result.skipped_steps = p.skipped_steps;
   result.seconds = seconds_since(start);
   result.last_checkpoint = p.last_checkpoint;
+  result.checkpoint_blocking_seconds = p.blocking_seconds;
+  result.checkpoint_write_seconds = p.write_seconds;
   result.parameter_bytes = p.world.max(p.optimizer->parameter_bytes());
   result.gradient_bytes = p.world.max(p.reducer->gradient_bytes());
   result.optimizer_state_bytes = p.world.max(optimizer_state_bytes(p.optimizer->optimizer()));

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "runtime/data/data_feed.h"
@@ -54,9 +55,10 @@ struct TrainerOptions {
   std::string checkpoint_dir;         // empty: no checkpoints
   std::int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end)
   int keep_checkpoints = 3;
-  std::string resume;           // "", "auto" (latest in checkpoint_dir if any) or a checkpoint path
-  std::string metrics_file;     // JSON lines, written by rank 0
-  std::int64_t log_every = 50;  // steps between progress lines / metric records
+  bool checkpoint_async = true;  // write checkpoints in the background (Note [Background checkpoint writes])
+  std::string resume;            // "", "auto" (latest in checkpoint_dir if any) or a checkpoint path
+  std::string metrics_file;      // JSON lines, written by rank 0
+  std::int64_t log_every = 50;   // steps between progress lines / metric records
   ProgressMode progress = ProgressMode::kAuto;
   double memory_warn_gb = 0;    // warn when this rank's resident memory passes this (0: off)
   std::string trace_file;       // a merged Chrome/Perfetto timeline of all ranks (Note [Timeline]); empty: off
@@ -83,6 +85,9 @@ struct TrainResult {
   // bytes]).
   std::int64_t peak_activation_bytes = 0;
   std::string last_checkpoint;
+  // Per checkpoint committed, in order: how long training was held (the largest rank), and the write itself.
+  std::vector<double> checkpoint_blocking_seconds;
+  std::vector<double> checkpoint_write_seconds;
 };
 
 class Trainer {

@@ -39,6 +39,14 @@ class CheckpointTest : public testing::Test {
     folder_ = scratch_->path();
   }
 
+  // Writes a checkpoint and waits until it is committed (Note [Background checkpoint writes]).
+  std::string save(CheckpointStore& store, const CheckpointContents& contents, const TrainingState& state) {
+    const std::string path = store.save(*comm_, contents, state);
+    const auto written = store.complete(*comm_, /*wait=*/true);
+    EXPECT_TRUE(written && written->path == path);
+    return path;
+  }
+
   std::unique_ptr<comm::ControlPlane> comm_;
   std::unique_ptr<testing_support::SharedScratchFolder> scratch_;
   std::string folder_;
@@ -71,7 +79,7 @@ TEST_F(CheckpointTest, RoundTripRestoresModelOptimizerProgressAndEachRanksRng) {
   progress.loss_scale = 1024;
   progress.early_stopping.best_metric = 0.5;
   CheckpointStore store(folder_, 2);
-  const std::string path = store.save(*comm_, contents, progress);
+  const std::string path = save(store, contents, progress);
   EXPECT_EQ(path, folder_ + "/checkpoint-000000042.pt");
 
   // What an uninterrupted run does next...
@@ -132,7 +140,7 @@ TEST_F(CheckpointTest, EveryDamagedPartIsRefusedByNameBeforeAnythingIsRestored) 
   CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &optimizer,
                               "adam"};
   CheckpointStore store(folder_, 1);
-  const std::string path = store.save(*comm_, contents, TrainingState{});
+  const std::string path = save(store, contents, TrainingState{});
   const std::string intact = file_bytes(path);
   torch::serialize::InputArchive archive;
   archive.load_from(path);
@@ -207,7 +215,7 @@ TEST_F(CheckpointTest, KeepsOnlyTheNewestAndFindsTheLatest) {
   for (std::int64_t step : {5, 10, 15}) {
     TrainingState progress;
     progress.step = step;
-    store.save(*comm_, contents, progress);
+    save(store, contents, progress);
   }
   EXPECT_EQ(store.latest(), folder_ + "/checkpoint-000000015.pt");
   EXPECT_FALSE(fs::exists(folder_ + "/checkpoint-000000005.pt"));
@@ -218,7 +226,7 @@ TEST_F(CheckpointTest, AnotherModelIsRefusedWithTheDifferenceNamed) {
   auto model = make_model(3);
   CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), nullptr, ""};
   CheckpointStore store(folder_, 1);
-  const std::string path = store.save(*comm_, contents, TrainingState{});
+  const std::string path = save(store, contents, TrainingState{});
   auto wider = make_model(4);
   CheckpointContents other{"tiny", named(wider->named_parameters()), named(wider->named_buffers()), nullptr, ""};
   try {
@@ -239,7 +247,7 @@ TEST_F(CheckpointTest, AnotherOptimizerIsRefusedByName) {
   torch::optim::SGD sgd(model->parameters(), 0.1);
   CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &sgd, "sgd"};
   CheckpointStore store(folder_, 1);
-  const std::string path = store.save(*comm_, contents, TrainingState{});
+  const std::string path = save(store, contents, TrainingState{});
   torch::optim::Adam adam(model->parameters(), 0.1);
   CheckpointContents other{"tiny", named(model->named_parameters()), named(model->named_buffers()), &adam, "adam"};
   try {
@@ -257,7 +265,7 @@ TEST_F(CheckpointTest, AFullDiskKeepsThePreviousCheckpointOnEveryRank) {
   CheckpointStore store(folder_, 3);
   TrainingState progress;
   progress.step = 1;
-  const std::string first = store.save(*comm_, contents, progress);
+  const std::string first = save(store, contents, progress);
   const auto size_before = fs::file_size(first);
 
   // Rank 0 may write at most 4 KiB per file from now on: the write fails with EFBIG, as on a full disk.
@@ -271,7 +279,7 @@ TEST_F(CheckpointTest, AFullDiskKeepsThePreviousCheckpointOnEveryRank) {
   }
   progress.step = 2;
   try {
-    store.save(*comm_, contents, progress);
+    save(store, contents, progress);
     FAIL() << "the write must fail";
   } catch (const comm::AgreedError& e) {
     EXPECT_EQ(e.where(), "on rank 0");
@@ -285,6 +293,79 @@ TEST_F(CheckpointTest, AFullDiskKeepsThePreviousCheckpointOnEveryRank) {
   EXPECT_FALSE(fs::exists(folder_ + "/checkpoint-000000002.pt"));
   EXPECT_FALSE(fs::exists(folder_ + "/checkpoint-000000002.pt.tmp"));
   EXPECT_EQ(store.latest(), first);
+}
+
+TEST_F(CheckpointTest, ABackgroundWriteHoldsTheStateOfItsStepAndIsCommittedOnlyWhenComplete) {
+  torch::manual_seed(11);
+  auto model = make_model(5);
+  torch::optim::Adam optimizer(model->parameters(), 0.01);
+  train_a_step(model, optimizer);
+  std::vector<at::Tensor> at_save;
+  for (const auto& p : model->parameters()) at_save.push_back(p.detach().clone());
+  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &optimizer,
+                              "adam"};
+  CheckpointStore store(folder_, 2);
+  TrainingState progress;
+  progress.step = 7;
+  const std::string path = store.save(*comm_, contents, progress);
+  // Training goes on while the files are written: the checkpoint must not see it.
+  train_a_step(model, optimizer);
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : model->parameters()) p.add_(1.0);
+  }
+  EXPECT_TRUE(store.writing());
+  EXPECT_FALSE(fs::exists(path)) << "committed before complete()";
+  const auto written = store.complete(*comm_, /*wait=*/true);
+  ASSERT_TRUE(written);
+  EXPECT_EQ(written->path, path);
+  EXPECT_EQ(written->step, 7);
+  EXPECT_FALSE(store.writing());
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+
+  auto restored = make_model(5);
+  torch::optim::Adam restored_optimizer(restored->parameters(), 0.01);
+  CheckpointContents into{"tiny", named(restored->named_parameters()), named(restored->named_buffers()),
+                          &restored_optimizer, "adam"};
+  load_checkpoint(*comm_, path, into);
+  const auto got = restored->parameters();
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::equal(got[i], at_save[i])) << i;
+}
+
+TEST_F(CheckpointTest, AShardTheManifestDoesNotListIsRefusedOnEveryRank) {
+  // Each rank's optimizer steps its shard of one 6-element bucket (Note [Optimizer shards]).
+  torch::manual_seed(3);
+  auto model = make_model(3);
+  at::Tensor shard = torch::randn({3}, torch::requires_grad());
+  torch::optim::SGD optimizer({shard}, torch::optim::SGDOptions(0.1).momentum(0.9));
+  shard.mutable_grad() = torch::ones({3});
+  optimizer.step();
+  CheckpointContents contents{"tiny", named(model->named_parameters()), named(model->named_buffers()), &optimizer,
+                              "sgd"};
+  contents.optimizer_shards = ShardLayout{2, 0x1234, false, {6}};
+  CheckpointStore store(folder_, 3);
+  TrainingState progress;
+  progress.step = 1;
+  const std::string first = save(store, contents, progress);
+  optimizer.step();
+  progress.step = 2;
+  const std::string second = save(store, contents, progress);
+  const std::string replaced = optimizer_shard_file(first, 1, 2);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (comm_->rank() == 0)
+    fs::copy_file(optimizer_shard_file(second, 1, 2), replaced, fs::copy_options::overwrite_existing);
+  MPI_Barrier(MPI_COMM_WORLD);
+  try {
+    load_checkpoint(*comm_, first, contents);
+    FAIL() << "a shard of another checkpoint must be refused";
+  } catch (const comm::AgreedError& e) {
+    EXPECT_EQ(e.where(), "on rank 1");
+    EXPECT_NE(std::string(e.what()).find("optimizer shard " + replaced + ": it is not the shard the main file lists"),
+              std::string::npos)
+        << e.what();
+  }
+  load_checkpoint(*comm_, second, contents);  // the intact one
 }
 
 }  // namespace
