@@ -24,8 +24,27 @@ dtrain=${DTRAIN:-$(command -v dtrain || echo "$here/../build/runtime/dtrain")}
 launcher=${DTRAIN_LAUNCHER:-srun}
 readonly preempted=75
 
+# The tasks the allocation has now. SLURM_TASKS_PER_NODE ("4(x2),3") is worked out when the job starts; SLURM_NTASKS
+# is the request at submission, which a job requeued onto fewer tasks or nodes still carries (elastic resume: the
+# checkpoint of the larger run continues on the ranks it has).
+allocated_tasks() {
+  local total=0 part count repeat parts
+  IFS=, read -ra parts <<< "$SLURM_TASKS_PER_NODE"
+  for part in "${parts[@]}"; do
+    count=${part%%(*} repeat=1
+    if [[ $part == *"(x"* ]]; then
+      repeat=${part#*(x}
+      repeat=${repeat%)}
+    fi
+    total=$((total + count * repeat))
+  done
+  echo "$total"
+}
+tasks=()
+[ -z "${SLURM_TASKS_PER_NODE:-}" ] || tasks=(--ntasks="$(allocated_tasks)")
+
 case "$launcher" in
-  srun) srun --mpi=pmix --kill-on-bad-exit=1 "$dtrain" "$@" & ;;
+  srun) srun --mpi=pmix --kill-on-bad-exit=1 "${tasks[@]}" "$dtrain" "$@" & ;;
   mpirun) mpirun "$dtrain" "$@" & ;;
   *) echo "dtrain-step.sh: error: DTRAIN_LAUNCHER=$launcher is not srun or mpirun" >&2; exit 2 ;;
 esac

@@ -105,7 +105,7 @@ out=$scratch/shrunk.out
 job=$(DTRAIN_CHECKPOINTS=$scratch/ckpt-shrunk sbatch --parsable --ntasks=4 --ntasks-per-node=4 --output="$out" \
   "$source_dir/slurm/train-cpu.sbatch" --zero-stage 2 --metrics-file "$scratch/shrunk.jsonl")
 preempt "$job" "$scratch/shrunk.jsonl" "$out"
-restart_and_wait "$job" NumTasks=2 TasksPerNode=2
+restart_and_wait "$job" NumTasks=2 NumCPUs=2 TasksPerNode=2
 resumed=$(grep -o "resumed from .*checkpoint-[0-9]*.pt at step [0-9]* .*of a 4-rank run on 2 ranks" "$out" || true)
 [ -n "$resumed" ] || fail "the job requeued with 2 tasks did not resume its 4-rank checkpoint on 2 ranks"
 grep -q "^dtrain: done: " "$out" || fail "the job requeued with 2 tasks did not finish training"
