@@ -44,7 +44,7 @@ double mean(const std::vector<double>& values) {
 
 int main(int argc, char** argv) {
   comm::MpiEnvironment mpi(&argc, &argv);
-  int width = 1024, layers = 8, steps = 12, every = 3, batch = 16, zero_stage = 0;
+  int width = 1024, layers = 8, steps = 40, every = 10, batch = 16, zero_stage = 0;
   std::string folder = "/tmp/dtrain-checkpoint-bench", summary;
   po::options_description options("checkpoint_bench");
   options.add_options()("width", po::value(&width)->default_value(width), "MLP layer width")(
@@ -122,8 +122,13 @@ int main(int argc, char** argv) {
     std::printf("| background (default) | %zu | %.3f s | %.3f s | %.3f |\n",
                 async.result.checkpoint_blocking_seconds.size(), held_async,
                 mean(async.result.checkpoint_write_seconds), held_async / held_sync);
-    std::printf("\nheld in the background / synchronous: %.3f (goal <= 0.2); final weights %s\n",
-                held_async / held_sync, same ? "identical" : "DIFFER");
+    std::printf("\ntraining held per checkpoint, synchronous:");
+    for (double s : sync.result.checkpoint_blocking_seconds) std::printf(" %.3f", s);
+    std::printf(" s; in the background:");
+    for (double s : async.result.checkpoint_blocking_seconds) std::printf(" %.3f", s);
+    std::printf(" s\n");
+    std::printf("held in the background / synchronous: %.3f (goal <= 0.2); final weights %s\n", held_async / held_sync,
+                same ? "identical" : "DIFFER");
     std::printf("XXH3 over %.0f MB: %.3f s, %.3f of a synchronous checkpoint's hold (checksum %s)\n", state_mb,
                 checksum_s, checksum_s / held_sync, checksum.c_str());
     bench::append_summary_row(summary, "checkpoint_bench", "training held per checkpoint, background",

@@ -16,10 +16,11 @@
 // next save, the run's end and a stop signal wait for a write still going; a write that failed is every rank's
 // error at the first step after every writer has ended, with the previous checkpoint intact.
 // Note [Verified checkpoints]: every file begins with its metadata and that text's XXH3 checksum; the metadata holds
-// the checksum of every other entry (each parameter and buffer by name, the RNG states, the optimizer state as one
-// serialized archive, each parameter shard). load_checkpoint reads and verifies every entry of the main file and of
-// this rank's shard before it writes anything into the model, so a damaged file changes nothing; the error names the
-// file and the part. A shard must also name the step, rank and world size of its checkpoint.
+// the checksum of every other entry (each parameter and buffer by name, the RNG states, each of the optimizer's state
+// tensors, each parameter shard), and the optimizer's options and step counts. load_checkpoint reads and verifies
+// every entry of the main file and of the shards it needs before it writes anything into the model, so a damaged
+// file changes nothing; the error names the file and the part. A shard must also name the step, rank and world size
+// of its checkpoint, and its metadata's checksum must be the one the main file lists.
 
 #include <torch/optim/optimizer.h>
 
@@ -124,6 +125,9 @@ class CheckpointStore {
   int keep_;
   std::string part_;
   std::optional<Pending> pending_;
+  // The host copies of this rank's part of the last checkpoint, reused by the next (HostCopier in checkpoint.cpp):
+  // between checkpoints a rank keeps one host copy of what it writes.
+  std::vector<at::Tensor> host_buffers_;
 };
 
 // The file of pipeline stage `stage` (of `stages`) of the checkpoint that `path`, the file of any of its stages,

@@ -34,7 +34,7 @@ std::string CheckpointPolicy::save(const CheckpointContents& contents, const Tra
   return path;
 }
 
-std::optional<CheckpointPolicy::Committed> CheckpointPolicy::complete(bool wait) {
+std::optional<CheckpointPolicy::Committed> CheckpointPolicy::complete(bool wait, bool training_waits) {
   if (!store_ || !store_->writing()) return std::nullopt;
   wait = wait || !options_.background;
   const auto start = std::chrono::steady_clock::now();
@@ -44,7 +44,8 @@ std::optional<CheckpointPolicy::Committed> CheckpointPolicy::complete(bool wait)
     if (wait) span.emplace("checkpoint wait", "checkpoint");
     written = store_->complete(*grid_.data_control, wait);
   }
-  if (wait) blocking_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (wait && training_waits)
+    blocking_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!written) return std::nullopt;
   comm::ControlPlane& replicas = *grid_.data_control;
   return Committed{written->path, written->step, replicas.max(blocking_seconds_), replicas.max(written->write_seconds)};

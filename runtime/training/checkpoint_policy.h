@@ -41,8 +41,8 @@ class CheckpointPolicy {
   };
   // Collective, after every step: commits the checkpoint being written once every rank has written its part; with
   // `wait`, or without background writes, waits for that. Returns it once committed. Throws comm::AgreedError on
-  // every rank if its write failed.
-  std::optional<Committed> complete(bool wait);
+  // every rank if its write failed. A wait at the run's end (not `training_waits`) holds no training.
+  std::optional<Committed> complete(bool wait, bool training_waits = true);
   struct Resumed {
     std::string path;
     TrainingState state;

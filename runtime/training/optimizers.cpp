@@ -50,21 +50,51 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
-std::unique_ptr<torch::optim::Optimizer> same_kind_over(torch::optim::Optimizer& like,
-                                                        const std::vector<at::Tensor>& parameters) {
-  if (dynamic_cast<torch::optim::SGD*>(&like) != nullptr) {
-    return std::make_unique<torch::optim::SGD>(parameters,
-                                               static_cast<const torch::optim::SGDOptions&>(like.defaults()));
+std::map<std::string, double> group_options(torch::optim::Optimizer& optimizer, std::size_t group) {
+  torch::optim::OptimizerOptions& options = optimizer.param_groups().at(group).options();
+  if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&options)) {
+    return {{"lr", sgd->lr()},
+            {"momentum", sgd->momentum()},
+            {"dampening", sgd->dampening()},
+            {"weight_decay", sgd->weight_decay()},
+            {"nesterov", sgd->nesterov() ? 1.0 : 0.0}};
   }
-  if (dynamic_cast<torch::optim::AdamW*>(&like) != nullptr) {
-    return std::make_unique<torch::optim::AdamW>(parameters,
-                                                 static_cast<const torch::optim::AdamWOptions&>(like.defaults()));
+  const auto adam_like = [](auto& adam) {
+    return std::map<std::string, double>{
+        {"lr", adam.lr()},   {"beta1", std::get<0>(adam.betas())},  {"beta2", std::get<1>(adam.betas())},
+        {"eps", adam.eps()}, {"weight_decay", adam.weight_decay()}, {"amsgrad", adam.amsgrad() ? 1.0 : 0.0}};
+  };
+  if (auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&options)) return adam_like(*adamw);
+  if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&options)) return adam_like(*adam);
+  throw std::invalid_argument("group_options: not an optimizer dtrain builds (sgd, adam, adamw)");
+}
+
+void set_group_options(torch::optim::Optimizer& optimizer, std::size_t group,
+                       const std::map<std::string, double>& values) {
+  const auto value = [&](const char* name) {
+    const auto it = values.find(name);
+    if (it == values.end()) throw std::invalid_argument(fmt::format("optimizer options lack '{}'", name));
+    return it->second;
+  };
+  torch::optim::OptimizerOptions& options = optimizer.param_groups().at(group).options();
+  if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&options)) {
+    sgd->lr(value("lr"));
+    sgd->momentum(value("momentum"));
+    sgd->dampening(value("dampening"));
+    sgd->weight_decay(value("weight_decay"));
+    sgd->nesterov(value("nesterov") != 0);
+    return;
   }
-  if (dynamic_cast<torch::optim::Adam*>(&like) != nullptr) {
-    return std::make_unique<torch::optim::Adam>(parameters,
-                                                static_cast<const torch::optim::AdamOptions&>(like.defaults()));
-  }
-  throw std::invalid_argument("same_kind_over: not an optimizer dtrain builds (sgd, adam, adamw)");
+  const auto adam_like = [&](auto& adam) {
+    adam.lr(value("lr"));
+    adam.betas(std::make_tuple(value("beta1"), value("beta2")));
+    adam.eps(value("eps"));
+    adam.weight_decay(value("weight_decay"));
+    adam.amsgrad(value("amsgrad") != 0);
+  };
+  if (auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&options)) return adam_like(*adamw);
+  if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&options)) return adam_like(*adam);
+  throw std::invalid_argument("set_group_options: not an optimizer dtrain builds (sgd, adam, adamw)");
 }
 
 ParameterState parameter_state(torch::optim::Optimizer& optimizer, const at::Tensor& parameter) {

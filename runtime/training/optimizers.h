@@ -3,7 +3,9 @@
 
 #include <torch/optim/optimizer.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,9 +32,12 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& 
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
-// An optimizer of the same kind and defaults as `like` (one dtrain builds) over other parameters, with no state.
-std::unique_ptr<torch::optim::Optimizer> same_kind_over(torch::optim::Optimizer& like,
-                                                        const std::vector<at::Tensor>& parameters);
+// A param group's options as named numbers ("lr", "momentum", "beta1", "amsgrad" as 0 or 1, ...): what a checkpoint
+// keeps of them. Throws std::invalid_argument for an optimizer dtrain does not build (sgd, adam, adamw), or when
+// set_group_options lacks one of them.
+std::map<std::string, double> group_options(torch::optim::Optimizer& optimizer, std::size_t group);
+void set_group_options(torch::optim::Optimizer& optimizer, std::size_t group,
+                       const std::map<std::string, double>& options);
 
 // One parameter's optimizer state as named tensors shaped like the parameter (SGD: "momentum_buffer"; Adam, AdamW:
 // "exp_avg", "exp_avg_sq" and with amsgrad "max_exp_avg_sq") and Adam's step count: what re-sharding a checkpoint

@@ -239,10 +239,12 @@ struct Trainer::Parts {
     state.loss_scale = scaler.scale();
     state.loss_scale_clean_steps = scaler.clean_steps();
     checkpoints.save(contents(), state);
+    complete_checkpoint(/*wait=*/false);  // without background writes: training waits for the files here
   }
-  // Commits the checkpoint being written once every rank has written its part (with `wait`, waits for that).
-  void complete_checkpoint(bool wait) {
-    const auto committed = checkpoints.complete(wait);
+  // Commits the checkpoint being written once every rank has written its part (with `wait`, waits for that; at the
+  // run's end that wait holds no training).
+  void complete_checkpoint(bool wait, bool run_ended = false) {
+    const auto committed = checkpoints.complete(wait, /*training_waits=*/!run_ended);
     if (!committed) return;
     last_checkpoint = committed->path;
     blocking_seconds.push_back(committed->blocking_seconds);
@@ -397,7 +399,7 @@ TrainResult Trainer::run() {
     }
   }
   p.save_checkpoint();
-  p.complete_checkpoint(/*wait=*/true);  // the run's end (and a stop signal's) waits for its checkpoint
+  p.complete_checkpoint(/*wait=*/true, /*run_ended=*/true);  // the run's end (and a stop signal's) waits for it
   result.steps = s.step;
   result.skipped_steps = p.skipped_steps;
   result.seconds = seconds_since(start);

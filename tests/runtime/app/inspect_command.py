@@ -41,7 +41,7 @@ out = result.stdout
 for line in [f"checkpoint {main} (dtrain-checkpoint-2)", "model: mlp", "optimizer: adam", "step 6, epoch 0 (mid-epoch)",
              "written by 2 ranks on cpu", "optimizer state: sharded: 2 ranks",
              f"| {main} | parameter 1.weight | Float [256, 8] | ok |",
-             f"| {main[:-3]}.optimizer-1-of-2.pt | optimizer state |", "entries intact"]:
+             f"| {main[:-3]}.optimizer-1-of-2.pt | optimizer state 0 exp_avg | Float [", "entries intact"]:
     check(result.returncode == 0 and line in out, f"dtrain-inspect prints {line!r}", out + result.stderr)
 
 with open(main, "r+b") as f:

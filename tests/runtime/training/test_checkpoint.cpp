@@ -165,8 +165,8 @@ TEST_F(CheckpointTest, EveryDamagedPartIsRefusedByNameBeforeAnythingIsRestored) 
       {"its buffer 1.running_mean is damaged", offset_of(intact, buffers["1.running_mean"]) + 5},
       {"its buffer 1.running_var is damaged", offset_of(intact, buffers["1.running_var"]) + 17},
       {"its rng state is damaged", offset_of(intact, rng) + 2000},
-      {"its optimizer state is damaged", offset_of(intact, adam(parameters["0.weight"]).exp_avg()) + 40},
-      {"its optimizer state is damaged", offset_of(intact, adam(parameters["2.weight"]).exp_avg_sq()) + 1},
+      {"its optimizer state 0 exp_avg is damaged", offset_of(intact, adam(parameters["0.weight"]).exp_avg()) + 40},
+      {"its optimizer state 4 exp_avg_sq is damaged", offset_of(intact, adam(parameters["2.weight"]).exp_avg_sq()) + 1},
       {"cannot be read", 1},  // the zip archive's first header
   };
   auto fresh = make_model(5);

@@ -183,6 +183,55 @@ TEST_F(TrainerTest, ResumingMidEpochContinuesBitForBit) {
   }
 }
 
+// Note [Background checkpoint writes]: checkpoints every 3 steps written in the background or while training waits
+// give the same run and the same files; every checkpoint is committed and reported with its blocking time, and a
+// resume from the background-written one continues bit for bit.
+TEST_F(TrainerTest, BackgroundAndSynchronousCheckpointsGiveTheSameRunAndTheSameFiles) {
+  Blobs data(500, 4);
+  const auto run = [&](bool background, const std::string& folder, std::int64_t max_steps, const std::string& resume) {
+    TrainerOptions o = quiet();
+    o.max_steps = max_steps;
+    o.checkpoint_every = 3;
+    o.keep_checkpoints = 10;
+    o.checkpoint_async = background;
+    o.resume = resume;
+    auto outcome = train_blobs(data, o, 9);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (comm_->rank() == 0) {
+      fs::remove_all(folder);
+      fs::rename(folder_, folder);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    return outcome;
+  };
+  const auto synchronous = run(false, folder_ + "-synchronous", 10, "");
+  const auto background = run(true, folder_ + "-background", 10, "");
+  for (std::size_t i = 0; i < synchronous.second.size(); ++i) {
+    EXPECT_TRUE(torch::equal(background.second[i], synchronous.second[i])) << "parameter " << i;
+  }
+  // Steps 3, 6 and 9, and the end.
+  EXPECT_EQ(background.first.checkpoint_blocking_seconds.size(), 4u);
+  EXPECT_EQ(synchronous.first.checkpoint_blocking_seconds.size(), 4u);
+  for (const std::string step : {"000000003", "000000006", "000000009", "000000010"}) {
+    const std::string name = "/checkpoint-" + step + ".pt";
+    std::ifstream a(folder_ + "-synchronous" + name, std::ios::binary),
+        b(folder_ + "-background" + name, std::ios::binary);
+    const std::string sync_bytes((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
+    const std::string background_bytes((std::istreambuf_iterator<char>(b)), std::istreambuf_iterator<char>());
+    EXPECT_FALSE(sync_bytes.empty()) << name;
+    EXPECT_EQ(sync_bytes, background_bytes) << name;
+  }
+  // Resumed from the background-written checkpoint of step 6: the same weights as the run that went on.
+  const auto resumed = run(true, folder_ + "-resumed", 10, folder_ + "-background/checkpoint-000000006.pt");
+  for (std::size_t i = 0; i < synchronous.second.size(); ++i) {
+    EXPECT_TRUE(torch::equal(resumed.second[i], synchronous.second[i])) << "parameter " << i;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (comm_->rank() == 0) {
+    for (const char* kind : {"-synchronous", "-background", "-resumed"}) fs::remove_all(folder_ + kind);
+  }
+}
+
 // Note [Verified checkpoints]: "--resume auto" passes over a damaged newest checkpoint (a half-written file) to the
 // next older one and continues from there bit for bit; the damaged file given by path stops the run; with every
 // checkpoint damaged, auto refuses instead of starting afresh.
