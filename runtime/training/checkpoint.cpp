@@ -306,7 +306,7 @@ c10::Device device_of(const CheckpointContents& contents) {
 }  // namespace
 
 CheckpointStore::CheckpointStore(std::string folder, int keep, int stage, int stages)
-    : folder_(std::move(folder)), keep_(keep), part_(part_name(stage, stages)) {
+    : folder_(std::move(folder)), keep_(keep), stages_(stages), part_(part_name(stage, stages)) {
   if (keep_ < 1) throw CheckpointError(fmt::format("keep must be >= 1 (got {})", keep_));
   std::error_code ec;
   fs::create_directories(folder_, ec);
@@ -498,6 +498,19 @@ std::optional<std::int64_t> CheckpointStore::latest_step(std::int64_t before) co
 std::optional<std::string> CheckpointStore::latest(std::int64_t before) const {
   const auto step = latest_step(before);
   return step ? std::optional<std::string>(path_for(*step)) : std::nullopt;
+}
+
+std::optional<std::string> CheckpointStore::of_another_pipeline() const {
+  const std::regex any("checkpoint-[0-9]+(\\.stage[0-9]+-of-([0-9]+))?\\.pt");
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(folder_, ec)) {
+    std::smatch match;
+    const std::string file = entry.path().filename().string();
+    if (!std::regex_match(file, match, any)) continue;
+    const int stages = match[2].matched ? std::stoi(match[2].str()) : 1;
+    if (stages != stages_) return entry.path().string();
+  }
+  return std::nullopt;
 }
 
 std::string optimizer_shard_file(const std::string& checkpoint, int rank, int ranks) {

@@ -101,6 +101,8 @@ class CheckpointStore {
   std::optional<std::int64_t> latest_step(std::int64_t before = std::numeric_limits<std::int64_t>::max()) const;
   // "<folder>/checkpoint-<step, 9 digits>[.<part>].pt"
   std::string path_for(std::int64_t step) const;
+  // A checkpoint in the folder written with another number of pipeline stages (another part name), if any.
+  std::optional<std::string> of_another_pipeline() const;
 
   const std::string& folder() const { return folder_; }
 
@@ -123,6 +125,7 @@ class CheckpointStore {
 
   std::string folder_;
   int keep_;
+  int stages_;
   std::string part_;
   std::optional<Pending> pending_;
   // The host copies of this rank's part of the last checkpoint, reused by the next (HostCopier in checkpoint.cpp):

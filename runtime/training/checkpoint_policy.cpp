@@ -108,7 +108,17 @@ std::optional<CheckpointPolicy::Resumed> CheckpointPolicy::resume(CheckpointCont
       before = *step;
     }
   }
-  if (damaged.empty()) return std::nullopt;  // nothing to resume from: a fresh start
+  if (damaged.empty()) {
+    // Nothing to resume from: a fresh start, unless the folder holds checkpoints of another pipeline layout, which
+    // this run would otherwise silently train over.
+    const auto foreign = store_->of_another_pipeline();
+    grid_.world_control->raise_if_any_failed(
+        foreign ? fmt::format("--resume auto: {} was written with another number of pipeline stages; this run has {}: "
+                              "a checkpoint resumes with the stage count that wrote it (and any number of replicas)",
+                              *foreign, grid_.stages)
+                : "");
+    return std::nullopt;
+  }
   // Every rank has come to this together: one agreed error, printed once (Note [Agreed errors]).
   grid_.world_control->raise_if_any_failed(
       fmt::format("--resume auto: no intact checkpoint in {} ({} damaged; the newest: {})", store_->folder(),

@@ -2,7 +2,10 @@
 // When a run writes checkpoints (every N steps and at the end) and which one it resumes from: the path given, or
 // with "auto" the newest intact one that every pipeline stage has (the stages write their own files, and a failure
 // between two of those writes leaves some stages one checkpoint ahead). A damaged checkpoint (Note [Verified
-// checkpoints]) given by path stops the run; with "auto" the ranks go back to the next older one, all together.
+// checkpoints]) given by path stops the run; with "auto" the ranks go back to the next older one, all together. A
+// folder holding only checkpoints of another number of pipeline stages is an error, not a fresh start. Checkpoints
+// are written in the background and committed by complete() after a later step (Note [Background checkpoint
+// writes]).
 
 #include <cstdint>
 #include <optional>

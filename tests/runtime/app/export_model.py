@@ -59,7 +59,9 @@ def mlp():  # jobs/model_registry.cpp: mlp
 state_dict_file = os.path.join(scratch, "mlp-state-dict.pt")
 reported = train_and_export(["--model", "mlp"], state_dict_file)
 python_model = mlp()
-state = torch.load(state_dict_file)
+# LibTorch's pickler tags the dict's type (torch.jit._pickle.restore_type_tag), which PyTorch >= 2.6's default
+# weights_only=True loader refuses; weights_only=False reads it on every version (README: Export).
+state = torch.load(state_dict_file, weights_only=False)
 check(sorted(state) == sorted(python_model.state_dict()), "the state dict has the Python model's names",
       f"{sorted(state)} vs {sorted(python_model.state_dict())}")
 python_model.load_state_dict(state)
